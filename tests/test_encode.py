@@ -1,0 +1,54 @@
+"""Embeddings: equal to sentence-transformers, and independent of what else is in the batch."""
+import pytest
+import torch
+
+SENTENCES = [
+    "A man is eating food.",
+    "A man is eating a piece of bread.",
+    "The girl is carrying a baby.",
+    "A man is riding a horse.",
+    "A woman is playing violin.",
+    "Two men pushed carts through the woods.",
+    "A man is riding a white horse on an enclosed ground, while a crowd watches from the stands and cheers.",
+    "Ünïcode, 日本語 and emoji 🙂 in one sentence.",
+    "Short.",
+    "A monkey is playing drums, and the crowd in the small, dark, crowded club dances along until late.",
+]
+
+
+def test_minilm_mean_equals_sentence_transformers(minilm):
+    st = pytest.importorskip("sentence_transformers")
+    from alfred_fm.fixtures import minilm_path
+    ref = st.SentenceTransformer(str(minilm_path()), device="cpu").encode(SENTENCES, convert_to_tensor=True)
+    ours = minilm.encode(SENTENCES, reduction="mean", progress=False)
+    cos = torch.nn.functional.cosine_similarity(ours, ref.cpu(), dim=-1)
+    assert cos.min().item() >= 0.9999, cos
+    # the model's Normalize module is a unit-length scaling: with normalize=True the vectors match outright
+    assert torch.allclose(minilm.encode(SENTENCES, normalize=True, progress=False), ref.cpu(), atol=1e-5)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "first", "last", "max"])
+@pytest.mark.parametrize("which", ["minilm", "smol", "t5"])
+def test_embedding_independent_of_batch(request, which, reduction):
+    "A text embedded alone equals the same text embedded beside longer ones (padding never counts)."
+    m = request.getfixturevalue(which)
+    alone = torch.stack([m.encode(s, reduction=reduction, progress=False) for s in SENTENCES])
+    together = m.encode(SENTENCES, reduction=reduction, progress=False)
+    scale = alone.abs().max().item()
+    assert (together - alone).abs().max().item() <= 1e-4 * max(1.0, scale)
+
+
+def test_layers_and_reductions(smol):
+    n = smol.model.config.num_hidden_layers
+    e0 = smol.encode(SENTENCES[:2], layer=0, progress=False)
+    emb = smol.model.get_input_embeddings().weight
+    ids = smol._tokenize(SENTENCES[:1])[0]
+    assert torch.allclose(e0[0], emb[ids].mean(0), atol=1e-6)
+    assert torch.allclose(smol.encode(SENTENCES[:2], layer=n, progress=False),
+                          smol.encode(SENTENCES[:2], layer=-1, progress=False), atol=1e-5)
+    with pytest.raises(IndexError, match="out of range"):
+        smol.encode("x", layer=n + 1)
+    with pytest.raises(ValueError, match="unknown reduction 'avg'"):
+        smol.encode("x", reduction="avg")
+    parts = smol.encode(SENTENCES[:3], reduction="none", progress=False)
+    assert [p.shape[0] for p in parts] == [len(t) for t in smol._tokenize(SENTENCES[:3])]

@@ -1,0 +1,137 @@
+"""Loading from every kind of source, with every option, and clear errors before any weights load."""
+import importlib.util
+import shutil
+import pytest
+import torch
+from alfred_fm import HuggingFaceModel
+from alfred_fm.fixtures import tiny_llama, minilm_path
+
+Q = ("The capital of France is", [" Paris", " London", " a city"])
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory):
+    return tiny_llama(tmp_path_factory.mktemp("tiny"))
+
+
+def test_gguf_loads_causal_float32_on_cpu(smol):
+    assert smol.kind == "causal" and smol.dtype == torch.float32
+    assert smol.source["gguf_file"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not torch.cuda.is_available():
+        assert smol.device.type == "cpu"   # device_map="auto" (the default) on a CPU-only machine
+
+
+def test_hub_id_from_a_cache_folder_offline(llama_dir, tmp_path):
+    "A hub id resolves through a Hugging Face cache laid out as the hub client writes it (HF_HUB_OFFLINE=1)."
+    snap = tmp_path / "models--alfred-fm--tiny-llama" / "snapshots" / ("0" * 40)
+    shutil.copytree(llama_dir, snap)
+    (tmp_path / "models--alfred-fm--tiny-llama" / "refs").mkdir()
+    (tmp_path / "models--alfred-fm--tiny-llama" / "refs" / "main").write_text("0" * 40)
+    m = HuggingFaceModel("alfred-fm/tiny-llama", local_path=str(tmp_path), trust_remote_code=False)
+    ref = HuggingFaceModel(str(llama_dir))
+    assert m.score(Q, progress=False).logits == pytest.approx(ref.score(Q, progress=False).logits, abs=1e-6)
+
+
+def test_local_path_holding_the_model(llama_dir):
+    m = HuggingFaceModel(llama_dir.name, local_path=str(llama_dir.parent))
+    assert m.kind == "causal"
+
+
+def test_custom_tokenizer_is_used_and_never_mutated(smol, llama_dir):
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(llama_dir)
+    tok.padding_side = "right"
+    m = HuggingFaceModel(str(llama_dir), tokenizer=tok)
+    assert m.tokenizer is tok
+    for model in (m, smol):
+        t = model.tokenizer
+        before = (t.pad_token, t.padding_side, t.truncation_side, dict(t.special_tokens_map), len(t))
+        model.score([Q, ("Hi", [" there", " you"])], progress=False)
+        model.generate(["Hi", "The capital of France is"], max_new_tokens=3, progress=False)
+        model.encode(["a", "bb bb"], progress=False)
+        assert (t.pad_token, t.padding_side, t.truncation_side, dict(t.special_tokens_map), len(t)) == before
+
+
+def test_tokenizer_from_a_path(llama_dir):
+    assert HuggingFaceModel(str(llama_dir), tokenizer=str(llama_dir)).tokenizer("a").input_ids
+
+
+def test_int8_through_bitsandbytes(llama_dir):
+    pytest.importorskip("bitsandbytes")
+    import bitsandbytes as bnb
+    m8, m32 = HuggingFaceModel(str(llama_dir), int_8=True), HuggingFaceModel(str(llama_dir))
+    assert isinstance(m8.model.model.layers[0].mlp.down_proj, bnb.nn.Linear8bitLt)
+    a, b = m8.score(Q, progress=False), m32.score(Q, progress=False)
+    assert a.prediction == b.prediction
+    for c in Q[1]: assert a.logits[c] == pytest.approx(b.logits[c], rel=2e-2)
+
+
+def test_int8_without_bitsandbytes_fails_before_loading(llama_dir, monkeypatch):
+    import transformers
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
+    def no_load(*a, **k): raise AssertionError("weights were loaded")
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_load)
+    with pytest.raises(ImportError, match="int_8=True needs bitsandbytes"):
+        HuggingFaceModel(str(llama_dir), int_8=True)
+
+
+@pytest.mark.parametrize("kwargs, exc, message", [
+    (dict(model_string="./no/such/folder"), FileNotFoundError, "path does not exist"),
+    (dict(model_string="/no/such/model.gguf"), FileNotFoundError, "does not exist"),
+    (dict(model_string="gpt2", local_path="/no/such/cache"), FileNotFoundError, "local_path"),
+    (dict(dtype="float8"), ValueError, "unknown dtype 'float8'"),
+    (dict(dtype=torch.int8), ValueError, "not supported"),
+    (dict(offload_folder="/proc/cannot/write/here"), PermissionError, "cannot be written"),
+])
+def test_clear_errors_before_loading(llama_dir, kwargs, exc, message):
+    kwargs = {"model_string": str(llama_dir), **kwargs}
+    with pytest.raises(exc, match=message):
+        HuggingFaceModel(**kwargs)
+
+
+def test_corrupt_gguf_and_empty_folder(tmp_path):
+    bad = tmp_path / "model.gguf"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError, match="is not a GGUF file"):
+        HuggingFaceModel(str(bad))
+    with pytest.raises(FileNotFoundError, match="holds no model"):
+        HuggingFaceModel(str(tmp_path))
+
+
+def test_truncated_gguf_is_reported(tmp_path):
+    "A GGUF file cut short keeps its magic bytes; the loader's error is wrapped with the path."
+    from alfred_fm.loading import bundled_model
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(bundled_model().read_bytes()[:4096])
+    with pytest.raises(OSError, match="could not load a model from"):
+        HuggingFaceModel(str(cut))
+
+
+def test_cuda_device_map_on_a_cpu_machine(llama_dir):
+    if torch.cuda.is_available(): pytest.skip("this machine has a GPU")
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        HuggingFaceModel(str(llama_dir), device_map={"": 0})
+
+
+def test_encoder_only_model_loads_for_encoding():
+    m = HuggingFaceModel(str(minilm_path()), trust_remote_code=False)
+    assert m.kind == "encoder" and m.encode("hello", progress=False).shape == (384,)
+
+
+@cuda
+def test_float16_on_cuda_batched_equals_unbatched(llama_dir):
+    m = HuggingFaceModel(str(llama_dir), dtype="float16")
+    assert m.device.type == "cuda" and m.dtype == torch.float16
+    batched = m.score([Q, ("Hi", [" there", " you all"])], progress=False)
+    for q, r in zip([Q, ("Hi", [" there", " you all"])], batched):
+        one = m.score(q, batch_size=1, progress=False)
+        for c in q[1]: assert r.logits[c] == pytest.approx(one.logits[c], rel=2 ** -7, abs=2e-2)
+
+
+@cuda
+def test_device_map_auto_on_cuda(llama_dir):
+    m = HuggingFaceModel(str(llama_dir), device_map="auto")
+    assert m.device.type == "cuda"
+    assert m.score(Q, progress=False).prediction in Q[1]

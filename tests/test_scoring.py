@@ -1,0 +1,139 @@
+"""Batched, padded, reordered scores equal the one-pair-at-a-time unpadded float32 reference."""
+import random
+import pytest
+import torch
+from reference import reference_scores
+
+# mixed prompt lengths; candidates of one and of many tokens; a candidate starting with a space and
+# one without; a prompt ending in a space; non-ASCII text; an empty prompt
+QUERIES = [
+    ("Question: Which planet is known as the Red Planet?\nAnswer:", [" Mars", " Venus", " Jupiter", " Saturn"]),
+    ("Is the sky blue? Answer: ", ["yes", "no", "it depends on the time of day"]),
+    ("The capital of France is", [" Paris", " Lyon", " a city in the south of the country, near the sea"]),
+    ("Review: " + "a long, slow and ultimately rewarding film about memory and loss. " * 6 + "Sentiment:",
+     [" positive", " negative"]),
+    ("Übersetze ins Englische: «Guten Morgen» →", [" Good morning", " Good night", " 早上好"]),
+    ("日本の首都は", ["東京", "大阪です"]),
+    ("2 + 2 =", [" 4", " 5", "4"]),
+    ("", ["Hello", " world"]),
+]
+
+
+def _check(model, responses, queries, eps):
+    for (prompt, cands), r in zip(queries, responses):
+        ref = reference_scores(model, (prompt, cands))
+        assert list(r.logits) == cands
+        for c in cands:
+            assert r.logits[c] == pytest.approx(ref[c], abs=eps), (prompt, c)
+        assert sum(r.scores.values()) == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("batch_size", [64, 3])
+def test_causal_batched_equals_reference(smol, batch_size):
+    _check(smol, smol.score(QUERIES, batch_size=batch_size, progress=False), QUERIES, 1e-4)
+
+
+def test_causal_token_budget_and_order(smol):
+    "A small token budget (many batches) and a shuffled query order change nothing."
+    shuffled = QUERIES[:]
+    random.Random(0).shuffle(shuffled)
+    _check(smol, smol.score(shuffled, max_tokens=64, progress=False), shuffled, 1e-4)
+
+
+def test_candidate_tokens_follow_lm_eval_boundary(smol):
+    "Candidate tokens are what prompt+candidate adds after the prompt's tokens; a trailing space moves over."
+    tok = smol.tokenizer
+    ctx, conts = smol._encode_query("Is the sky blue? Answer: ", ["yes"])
+    assert ctx == tok("Is the sky blue? Answer:").input_ids
+    assert conts[0] == tok("Is the sky blue? Answer: yes").input_ids[len(ctx):]
+    assert tok.decode(conts[0]) == " yes"
+    # SmolLM2's tokenizer has a BOS token but does not add it: no BOS may appear
+    assert tok.bos_token_id not in ctx
+    # an empty prompt conditions on EOS
+    assert smol._encode_query("", ["Hello"])[0] == [tok.eos_token_id]
+
+
+def test_one_bos(llama):
+    "A tokenizer that adds BOS: exactly one, first, also when the prompt text starts with it."
+    bos = llama.tokenizer.bos_token_id
+    for prompt in ["Answer:", "<s>Answer:", ""]:
+        ctx, _ = llama._encode_query(prompt, [" yes"])
+        assert ctx[0] == bos and ctx.count(bos) == 1
+    _check(llama, llama.score(QUERIES, batch_size=4, progress=False), QUERIES, 1e-4)
+
+
+def test_seq2seq_batched_equals_reference(t5):
+    for count_eos in (True, False):
+        responses = t5.score(QUERIES, count_eos=count_eos, batch_size=5, progress=False)
+        for (prompt, cands), r in zip(QUERIES, responses):
+            ref = reference_scores(t5, (prompt, cands), count_eos=count_eos)
+            for c in cands:
+                assert r.logits[c] == pytest.approx(ref[c], abs=1e-4)
+
+
+def test_seq2seq_eos_counted(t5):
+    ctx, conts = t5._encode_query("translate:", [" hallo"], count_eos=True)
+    assert conts[0][-1] == t5.model.config.eos_token_id
+    _, plain = t5._encode_query("translate:", [" hallo"], count_eos=False)
+    assert conts[0][:-1] == plain[0]
+
+
+def test_score_batch_alfred_format(smol):
+    rows = smol._score_batch([("The capital of France is", " Paris"), ("2 + 2 =", " 4")])
+    ref = [reference_scores(smol, ("The capital of France is", [" Paris"]))[" Paris"],
+           reference_scores(smol, ("2 + 2 =", [" 4"]))[" 4"]]
+    assert [r["candidate"] for r in rows] == [" Paris", " 4"]
+    assert [float(r["logit"]) for r in rows] == pytest.approx(ref, abs=1e-4)
+    # candidate=None with prompts alone: the next token's distribution over the vocabulary
+    (row,) = smol._score_batch(["The capital of France is"])
+    assert row["logit"].shape == (smol.model.config.vocab_size,)
+    assert row["logit"].exp().sum().item() == pytest.approx(1.0, abs=1e-4)
+    ctx, (cont,) = smol._encode_query("The capital of France is", [" Paris"])
+    first = reference_scores(smol, ("The capital of France is", [smol.tokenizer.decode(cont[:1])]))
+    assert row["logit"][cont[0]].item() == pytest.approx(list(first.values())[0], abs=1e-4)
+
+
+def test_token_logprobs(smol):
+    r = smol.score(QUERIES[0], token_logprobs=True, progress=False)
+    for c, toks in r.token_logprobs.items():
+        assert "".join(t for t, _ in toks) == c
+        assert sum(v for _, v in toks) == pytest.approx(r.logits[c], abs=1e-5)
+
+
+def test_responses_in_callers_order(smol):
+    "Work is length-sorted inside; every response comes back at its query's index."
+    alone = [smol.score(q, progress=False) for q in QUERIES]
+    together = smol.score(list(reversed(QUERIES)), progress=False)[::-1]
+    for a, b, (_, cands) in zip(alone, together, QUERIES):
+        assert list(b.logits) == cands
+        assert a.prediction == b.prediction
+        for c in cands: assert a.logits[c] == pytest.approx(b.logits[c], abs=1e-4)
+
+
+def test_bfloat16_batched_equals_unbatched(tmp_path):
+    """bfloat16 keeps about 3 significant digits, and a batch's shape changes the order in which sums are
+    rounded; batched and one-at-a-time scores agree to bfloat16's precision (one part in 256 of the score,
+    plus 1e-2), and stay close to float32."""
+    from alfred_fm import HuggingFaceModel
+    from alfred_fm.fixtures import tiny_llama
+    d = tiny_llama(tmp_path)
+    m, m32 = HuggingFaceModel(str(d), dtype="bfloat16"), HuggingFaceModel(str(d), dtype="float32")
+    assert m.dtype == torch.bfloat16 and m.model.lm_head.weight.dtype == torch.bfloat16
+    batched, full = m.score(QUERIES, progress=False), m32.score(QUERIES, progress=False)
+    for q, r, f in zip(QUERIES, batched, full):
+        one = m.score(q, batch_size=1, progress=False)
+        for c in q[1]:
+            assert r.logits[c] == pytest.approx(one.logits[c], rel=2 ** -8, abs=1e-2)
+            assert r.logits[c] == pytest.approx(f.logits[c], rel=2e-2, abs=1e-1)
+
+
+def test_encoder_only_cannot_score(minilm):
+    with pytest.raises(TypeError, match="encoder-only"):
+        minilm.score(("Q:", [" a"]))
+    with pytest.raises(TypeError, match="encoder-only"):
+        minilm.generate("Q:")
+
+
+def test_too_long_is_a_clear_error(smol):
+    with pytest.raises(ValueError, match="more than the 8192 this model takes"):
+        smol.score(("word " * 9000, [" a"]), progress=False)

@@ -1,0 +1,104 @@
+#!/usr/bin/env python
+"""Write README.md from nbs/index.ipynb, without quarto (`nbdev_readme` needs quarto).
+
+    python tools/make_readme.py           # (re)write README.md
+    python tools/make_readme.py --check   # exit 1 if README.md is out of date
+
+Rules, close to what nbdev's docs show for the same notebook:
+- a cell whose first directive is `#| hide` (or `#| include: false`, or tagged `hide`) is dropped;
+- `#| ...` directive lines at the top of a code cell are removed (`#| echo: false` keeps only the
+  outputs, `#| output: false` only the code);
+- the title cell (`# Title` then `> description`) becomes `# Title` and a blockquote; any other
+  line in it (quarto front matter such as `- order: 1`) is dropped, as nbdev does;
+- markdown cells are copied; code cells become ```python blocks, followed by their saved
+  outputs: stream, `text/plain` results and tracebacks as plain fenced blocks, `text/markdown`
+  results as markdown. Images and HTML-only outputs are left out.
+Only the standard library is used, so it runs before anything is installed.
+"""
+import argparse, json, re, sys
+from configparser import ConfigParser
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+_DIRECTIVE = re.compile(r'^\s*#\s*\|\s?(.*?)\s*$')  # `#| hide`, `#|export`, `# | echo: false`
+_ANSI = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')
+_HIDE_TAGS = {'hide', 'remove_cell', 'remove-cell'}
+
+def _src(x): return ''.join(x) if isinstance(x, list) else (x or '')
+
+def _split_directives(source):
+    "Return (directives, code): the leading `#| ...` lines as lower-cased strings, and the rest."
+    lines, direcs = source.splitlines(), []
+    while lines and (m := _DIRECTIVE.match(lines[0])):
+        direcs.append(m.group(1).lower().replace(' ', ''))
+        lines.pop(0)
+    return direcs, '\n'.join(lines).strip('\n')
+
+def _hidden(cell, direcs):
+    tags = set(cell.get('metadata', {}).get('tags', []))
+    return bool(tags & _HIDE_TAGS) or 'hide' in direcs or 'include:false' in direcs
+
+def _fence(text, lang=''):
+    "A fenced block that survives backticks inside `text`."
+    ticks = '`' * max(3, max((len(m) + 1 for m in re.findall(r'`{3,}', text)), default=3))
+    return f'{ticks}{lang}\n{text.rstrip()}\n{ticks}'
+
+def _outputs(cell):
+    res = []
+    for o in cell.get('outputs', []):
+        kind = o.get('output_type')
+        if kind == 'stream': res.append(_fence(_ANSI.sub('', _src(o.get('text')))))
+        elif kind == 'error': res.append(_fence(_ANSI.sub('', '\n'.join(o.get('traceback', [])))))
+        elif kind in ('execute_result', 'display_data'):
+            data = o.get('data', {})
+            if 'text/markdown' in data: res.append(_src(data['text/markdown']).strip())
+            elif 'text/plain' in data: res.append(_fence(_src(data['text/plain'])))
+    return [r for r in res if r.strip()]
+
+def _title(source):
+    "`# Title` and `> description` from the title cell, or None when `source` is not one."
+    lines = [l.strip() for l in source.strip().splitlines() if l.strip()]
+    if not lines or not re.match(r'^#\s+\S', lines[0]): return None
+    desc = [l for l in lines[1:] if l.startswith('>')]
+    return '\n\n'.join([lines[0]] + desc[:1])
+
+def render(nb):
+    "Markdown text of notebook `nb` (a dict read from .ipynb JSON)."
+    parts, seen_title = [], False
+    for cell in nb['cells']:
+        source = _src(cell.get('source'))
+        if cell['cell_type'] == 'markdown':
+            if not seen_title and (t := _title(source)) is not None:
+                parts.append(t); seen_title = True
+            elif source.strip(): parts.append(source.strip())
+            seen_title = True  # only the first markdown cell can be the title cell
+        elif cell['cell_type'] == 'code':
+            direcs, code = _split_directives(source)
+            if _hidden(cell, direcs): continue
+            if code and 'echo:false' not in direcs: parts.append(_fence(code, 'python'))
+            if 'output:false' not in direcs: parts += _outputs(cell)
+        # raw cells (quarto front matter) are skipped
+    return '\n\n'.join(parts).rstrip() + '\n'
+
+def main():
+    cfg = ConfigParser(delimiters=['=']); cfg.read(ROOT/'settings.ini', encoding='utf-8')
+    d = cfg['DEFAULT']
+    default_nb = ROOT/d.get('nbs_path', 'nbs')/d.get('readme_nb', 'index.ipynb')
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--check', action='store_true', help='exit 1 if README.md is not what would be written')
+    p.add_argument('--nb', type=Path, default=default_nb, help='notebook to read (default: %(default)s)')
+    p.add_argument('--out', type=Path, default=ROOT/'README.md', help='file to write (default: %(default)s)')
+    a = p.parse_args()
+    if not a.nb.exists(): sys.exit(f'{a.nb} not found: README.md is generated from it.')
+    text = render(json.loads(a.nb.read_text(encoding='utf-8')))
+    if a.check:
+        old = a.out.read_text(encoding='utf-8') if a.out.exists() else None
+        if old != text:
+            print(f'{a.out.name} is out of date with {a.nb.name}: run `python tools/make_readme.py` and commit it.')
+            sys.exit(1)
+        print(f'{a.out.name} is up to date.')
+    else:
+        a.out.write_text(text, encoding='utf-8')
+        print(f'wrote {a.out}')
+
+if __name__ == '__main__': main()
