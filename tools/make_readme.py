@@ -3,6 +3,7 @@
 
     python tools/make_readme.py           # (re)write README.md
     python tools/make_readme.py --check   # exit 1 if README.md is out of date
+    python tools/make_readme.py --execute # first run nbs/index.ipynb and save its outputs into it
 
 Rules, close to what nbdev's docs show for the same notebook:
 - a cell whose first directive is `#| hide` (or `#| include: false`, or tagged `hide`) is dropped;
@@ -13,7 +14,8 @@ Rules, close to what nbdev's docs show for the same notebook:
 - markdown cells are copied; code cells become ```python blocks, followed by their saved
   outputs: stream, `text/plain` results and tracebacks as plain fenced blocks, `text/markdown`
   results as markdown. Images and HTML-only outputs are left out.
-Only the standard library is used, so it runs before anything is installed.
+Only the standard library is used, so it runs before anything is installed (except `--execute`,
+which needs the package and its dev extras: it runs the notebook with execnb, as nbdev_test does).
 """
 import argparse, json, re, sys
 from configparser import ConfigParser
@@ -80,6 +82,21 @@ def render(nb):
         # raw cells (quarto front matter) are skipped
     return '\n\n'.join(parts).rstrip() + '\n'
 
+def execute(path):
+    "Run notebook `path` top to bottom and save its outputs, so the README shows real results."
+    import os
+    os.environ.setdefault('TQDM_DISABLE', '1')       # progress bars are noise in a README
+    from execnb.nbio import read_nb, write_nb
+    from execnb.shell import CaptureShell
+    nb = read_nb(path)
+    os.chdir(path.parent)
+    CaptureShell().run_all(nb, exc_stop=True)
+    for c in nb.cells:   # keep results, drop what the libraries wrote to stderr while loading
+        if c.cell_type == 'code':
+            c.outputs = [o for o in c.outputs if not (o.get('output_type') == 'stream' and o.get('name') == 'stderr')]
+    write_nb(nb, path)
+    print(f'executed {path}')
+
 def main():
     cfg = ConfigParser(delimiters=['=']); cfg.read(ROOT/'settings.ini', encoding='utf-8')
     d = cfg['DEFAULT']
@@ -87,9 +104,11 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--check', action='store_true', help='exit 1 if README.md is not what would be written')
     p.add_argument('--nb', type=Path, default=default_nb, help='notebook to read (default: %(default)s)')
+    p.add_argument('--execute', action='store_true', help='run the notebook first and save its outputs')
     p.add_argument('--out', type=Path, default=ROOT/'README.md', help='file to write (default: %(default)s)')
     a = p.parse_args()
     if not a.nb.exists(): sys.exit(f'{a.nb} not found: README.md is generated from it.')
+    if a.execute: execute(a.nb.resolve())
     text = render(json.loads(a.nb.read_text(encoding='utf-8')))
     if a.check:
         old = a.out.read_text(encoding='utf-8') if a.out.exists() else None
