@@ -1,0 +1,41 @@
+"""The benchmark scripts run end to end (on a tiny model, so quickly), and their numbers agree."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _run(script, tmp_path, *args):
+    out = subprocess.run([sys.executable, str(BENCH / script), "--quick", "--out", str(tmp_path), *args],
+                         capture_output=True, text=True, timeout=900, cwd=BENCH)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_score_bench_quick(tmp_path):
+    pytest.importorskip("lm_eval")
+    stdout = _run("score_bench.py", tmp_path)
+    report = json.loads((tmp_path / "score_bench.json").read_text())
+    assert (tmp_path / "score_bench.png").stat().st_size > 0
+    assert set(report["workloads"]) == {"mixed", "labels", "single-token"}
+    for name, wl in report["workloads"].items():
+        methods = wl["methods"]
+        assert set(methods) == {"alfred_fm", "lm-eval b16", "lm-eval auto", "usual", "limit"}
+        # every scorer computes the same numbers as the usual padded approach
+        for m in ("alfred_fm", "lm-eval b16", "lm-eval auto"):
+            assert methods[m]["max_abs_diff_to_usual"] < 1e-3, (name, m)
+        assert wl["efficiency"] > 0 and wl["speedup_vs_lm-eval b16"] > 0
+        assert wl["unique_tokens"] < wl["pair_tokens"]
+    assert "speedup vs lm-eval b16" in stdout
+
+
+def test_encode_bench_quick(tmp_path):
+    pytest.importorskip("sentence_transformers")
+    _run("encode_bench.py", tmp_path)
+    res = json.loads((tmp_path / "encode_bench.json").read_text())
+    assert res["min_cosine"] >= 0.9999
+    assert res["speed_ratio"] > 0
