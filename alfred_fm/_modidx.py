@@ -142,5 +142,4 @@ d = { 'settings': { 'branch': 'main',
                                                                                  'alfred_fm/scoring.py'),
                                    'alfred_fm.scoring._keeps_logits': ('scoring.html#_keeps_logits', 'alfred_fm/scoring.py'),
                                    'alfred_fm.scoring.causal_logprobs': ('scoring.html#causal_logprobs', 'alfred_fm/scoring.py'),
-                                   'alfred_fm.scoring.move_trailing_space': ('scoring.html#move_trailing_space', 'alfred_fm/scoring.py'),
-                                   'alfred_fm.scoring.seq2seq_logprobs': ('scoring.html#seq2seq_logprobs', 'alfred_fm/scoring.py')}}}
+                                   'alfred_fm.scoring.move_trailing_space': ('scoring.html#move_trailing_space', 'alfred_fm/scoring.py')}}}
