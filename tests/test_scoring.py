@@ -137,3 +137,53 @@ def test_encoder_only_cannot_score(minilm):
 def test_too_long_is_a_clear_error(smol):
     with pytest.raises(ValueError, match="more than the 8192 this model takes"):
         smol.score(("word " * 9000, [" a"]), progress=False)
+
+
+# --- normalisation, calibration, temperature (issue 5) ---
+
+REVIEW = "Review: {}\nWas the review good or bad? Answer:"
+
+
+def test_calibration_flips_a_prediction(smol):
+    """SmolLM2 answers " good" to almost any review in this template (p≈0.89 with no review at all);
+    contextual calibration removes that prior and turns a wrong " good" into " bad"."""
+    q = (REVIEW.format("Boring and too long."), [" good", " bad"])
+    plain = smol.score(q, progress=False)
+    calibrated = smol.score(q, calibrate=REVIEW, progress=False)
+    assert plain.prediction == " good" and calibrated.prediction == " bad"
+    assert calibrated.logits == pytest.approx(plain.logits, abs=1e-4)         # raw sums unchanged
+    # Zhao et al.'s formula, from independent reference sums: p / mean(p_cf), renormalised
+    def probs(prompt):
+        ref = reference_scores(smol, (prompt, q[1]))
+        z = sum(torch.tensor(list(ref.values()), dtype=torch.float64).exp())
+        return {c: torch.tensor(v, dtype=torch.float64).exp().item() / z.item() for c, v in ref.items()}
+    cfs = [probs(REVIEW.format(x)) for x in ("N/A", "", "[MASK]")]
+    p = probs(q[0])
+    w = {c: p[c] / (sum(cf[c] for cf in cfs) / 3) for c in q[1]}
+    for c in q[1]:
+        assert calibrated.scores[c] == pytest.approx(w[c] / sum(w.values()), abs=1e-4)
+
+
+@pytest.mark.parametrize("normalize", ["sum", "mean", "char", "byte"])
+def test_normalisation_every_path(smol, normalize):
+    "Each normalisation divides the reference sum by the candidate's length, packed or one row per pair."
+    queries = QUERIES[:3] + QUERIES[4:6]
+    for packed in (True, False):
+        for (prompt, cands), r in zip(queries, smol.score(queries, normalize=normalize, packed=packed, progress=False)):
+            ref = reference_scores(smol, (prompt, cands))
+            ctx, conts = smol._encode_query(prompt, cands)
+            for c, k in zip(cands, conts):
+                text = c if not prompt.endswith(" ") else " " + c   # a prompt's trailing space moves to the candidate
+                n = {"sum": 1, "mean": len(k), "char": len(text), "byte": len(text.encode())}[normalize]
+                assert (r.adjusted or r.logits)[c] == pytest.approx(ref[c] / n, abs=1e-4), (prompt, c)
+
+
+def test_temperature_and_run(smol):
+    q = ("Question: Which planet is known as the Red Planet?\nAnswer:", [" Mars", " Venus", " Jupiter"])
+    base = smol.score(q, progress=False)
+    for t in (0.5, 3.0):
+        r = smol(q, temperature=t, progress=False)
+        z = sum(torch.tensor(v / t, dtype=torch.float64).exp().item() for v in base.logits.values())
+        for c, v in base.logits.items():
+            assert r.scores[c] == pytest.approx(torch.tensor(v / t, dtype=torch.float64).exp().item() / z, abs=1e-4)
+        assert r.prediction == base.prediction == " Mars"
