@@ -7,4 +7,13 @@ from .model import HuggingFaceModel
 # each of these adds its methods to HuggingFaceModel
 from . import hidden_states, scoring, generation, run
 
-__all__ = ["HuggingFaceModel", "RankedQuery", "CompletionQuery", "RankedResponse", "CompletionResponse"]
+_INSPECTORS = ("inspect_candidates", "compare_reductions", "plot_candidates", "plot_reduction")
+
+def __getattr__(name):
+    "The inspectors load matplotlib and ipywidgets, so they are imported on first use, not with the package."
+    if name in _INSPECTORS:
+        from . import inspectors
+        return getattr(inspectors, name)
+    raise AttributeError(f"module 'alfred_fm' has no attribute {name!r}")
+
+__all__ = ["HuggingFaceModel", "RankedQuery", "CompletionQuery", "RankedResponse", "CompletionResponse", *_INSPECTORS]

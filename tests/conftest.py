@@ -2,6 +2,7 @@
 import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")   # nothing in the suite may reach a hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("MPLBACKEND", "Agg")        # figures render headless
 
 import pytest
 import torch

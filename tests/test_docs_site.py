@@ -65,9 +65,18 @@ def test_every_page_loads_in_chromium(site, tmp_path):
                 artifacts = ROOT / "artifacts"; artifacts.mkdir(exist_ok=True)
                 page.screenshot(path=str(artifacts / "docs-index.png"), full_page=True)
                 assert "pip install torch==2.13.0" in page.inner_text("body")
+            text = page.inner_text("body")
             if name == "04_model.html":
-                text = page.inner_text("body")
                 for entry in ("HuggingFaceModel", "from_model", "bundled", "trust_remote_code"):
                     assert entry in text, entry
+            if name == "12_inspect.html":   # the inspectors' figures, rendered when the site was built
+                assert len(widths) >= 5, ("the inspectors' figures are missing", widths)
+                for entry in ("inspect_candidates", "compare_reductions", "plot_candidates", "plot_reduction"):
+                    assert entry in text, entry
+            if name == "08_scoring.html":
+                for entry in ("normalize", "calibrate", "temperature", "rank_candidates"):
+                    assert entry in text, entry
+            # every chapter shows the outputs of its examples, computed when the site was built
+            assert page.locator(".cell-output").count() > 0, f"{name} shows no example output"
         browser.close()
     assert not errors, errors

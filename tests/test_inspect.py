@@ -1,0 +1,160 @@
+"""The inspectors, headless (Agg): build each widget with a real model, move each control, and check that the
+figure's data is what it should be, computed independently of the inspector."""
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from alfred_fm.inspectors import (compare_reductions, embedding_geometry, inspect_candidates, plot_candidates,
+                                  plot_reduction)
+from reference import reference_scores
+
+TEMPLATE = "Review: {}\nWas the review good or bad? Answer:"
+CANDIDATES = [" good", " bad", " neither good nor bad"]
+TEXTS = ["A cat sat on the mat.", "A kitten rested on the rug.", "Stocks fell sharply today.",
+         "The market dropped at the open.", "I love this film."]
+
+
+def axis(fig, label):
+    return next(a for a in fig.axes if a.get_label() == label)
+
+
+def image(ax):
+    "The data of the picture drawn in `ax` (imshow keeps a masked array)."
+    return np.ma.filled(ax.images[0].get_array(), np.nan)
+
+
+def widths(ax, k=0):
+    return [p.get_width() for p in ax.containers[k]]
+
+
+def softmax(x, t=1.0):
+    m = max(x.values())
+    e = {k: math.exp((v - m) / t) for k, v in x.items()}
+    return [e[k] / sum(e.values()) for k in x]
+
+
+def png_size(data: bytes):
+    return Image.open(io.BytesIO(data)).size
+
+
+@pytest.fixture(scope="module")
+def review_refs(smol):
+    "Reference (one unpadded pair at a time) log-probabilities and token counts for the review and its content-free prompts."
+    prompts = [TEMPLATE.format(x) for x in ("Boring and too long.", "N/A", "", "[MASK]")]
+    refs = [reference_scores(smol, (p, CANDIDATES)) for p in prompts]
+    ntok = {c: len(k) for c, k in zip(CANDIDATES, smol._encode_query(prompts[0], CANDIDATES)[1])}
+    return refs, ntok
+
+
+def expected(refs, ntok, normalize, calibrate, temperature):
+    "Probabilities by the definitions: length-normalise, divide by the mean content-free probability, softmax at T."
+    length = {"sum": lambda c: 1, "mean": lambda c: ntok[c], "char": lambda c: len(c),
+              "byte": lambda c: len(c.encode())}[normalize]
+    norm = [{c: r[c] / length(c) for c in CANDIDATES} for r in refs]
+    ranked = norm[0]
+    if calibrate:
+        cf = [dict(zip(CANDIDATES, softmax(n))) for n in norm[1:]]
+        ranked = {c: ranked[c] - math.log(sum(p[c] for p in cf) / len(cf)) for c in CANDIDATES}
+    return softmax(ranked, temperature), ranked
+
+
+def test_inspect_candidates_every_control(smol, review_refs):
+    refs, ntok = review_refs
+    ins = inspect_candidates(smol, (TEMPLATE.format("Boring and too long."), CANDIDATES), content_free=TEMPLATE)
+    fig = ins.fig
+    # raw log-probabilities and the token grid never change with the controls
+    assert widths(axis(fig, "log-probability")) == pytest.approx([refs[0][c] for c in CANDIDATES], abs=1e-4)
+    grid = image(axis(fig, "tokens"))
+    for i, c in enumerate(CANDIDATES):
+        row = [v for _, v in ins.response.token_logprobs[c]]
+        assert len(row) == ntok[c] and list(grid[i, :len(row)]) == pytest.approx(row)
+        assert np.isnan(grid[i, len(row):]).all()     # no cells after the candidate's last token
+        assert sum(row) == pytest.approx(refs[0][c], abs=1e-4)
+    images = {ins.image.value}
+    for normalize in ("sum", "mean", "char", "byte"):
+        ins.normalize.value = normalize
+        for calibrate in (False, True):
+            ins.calibrate.value = calibrate
+            for temperature in (0.5, 1.0, 4.0):
+                ins.temperature.value = temperature
+                fig = ins.fig
+                want, ranked = expected(refs, ntok, normalize, calibrate, temperature)
+                assert widths(axis(fig, "probability")) == pytest.approx(want, abs=1e-4), (normalize, calibrate, temperature)
+                if normalize != "sum" or calibrate:   # the ranked numbers are drawn beside the raw ones
+                    assert widths(axis(fig, "log-probability"), 1) == pytest.approx(list(ranked.values()), abs=1e-4)
+                assert ins.response.prediction == CANDIDATES[int(np.argmax(want))]
+                images.add(ins.image.value)
+    assert len(images) == 4 * 2 * 3   # a new picture for each of the 24 states (the first equals the initial one)
+    assert png_size(ins.image.value)[0] > 500
+    bundle = ins._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle and "image/png" in bundle
+
+
+def test_calibration_flip_shows_in_the_inspector(smol):
+    ins = inspect_candidates(smol, (TEMPLATE.format("Boring and too long."), [" good", " bad"]), content_free=TEMPLATE)
+    assert ins.response.prediction == " good"
+    ins.calibrate.value = True
+    assert ins.response.prediction == " bad"
+    assert widths(axis(ins.fig, "probability"))[1] > 0.5
+
+
+def test_plot_candidates_plain_function(smol):
+    r = smol.score((TEMPLATE.format("Great fun."), CANDIDATES), token_logprobs=True, normalize="char", progress=False)
+    fig = plot_candidates(r)
+    assert widths(axis(fig, "probability")) == pytest.approx(list(r.scores.values()))
+    assert widths(axis(fig, "log-probability"), 1) == pytest.approx(list(r.adjusted.values()))
+    fig.canvas.draw()   # renders under Agg without a display
+    no_tokens = plot_candidates(smol.score((TEMPLATE.format("Great fun."), CANDIDATES), progress=False))
+    assert [a.get_label() for a in no_tokens.axes] == ["probability", "log-probability"]
+
+
+def cosine(e):
+    u = torch.nn.functional.normalize(e.double(), dim=-1)
+    return (u @ u.T).numpy()
+
+
+@pytest.mark.parametrize("name", ["minilm", "smol"])
+def test_compare_reductions_widget_every_control(name, request):
+    model = request.getfixturevalue(name)
+    ex = compare_reductions(model, TEXTS)
+    n = model._n_layers()
+    assert (ex.layer.min, ex.layer.max, ex.layer.value) == (0, n - 1, n - 1)
+    before = ex.image.value
+    for reduction in ("mean", "sum", "first", "last", "max"):
+        ex.reduction.value = reduction
+        for layer in (n - 1, 1):
+            ex.layer.value = layer
+            emb = model.encode(TEXTS, reduction=reduction, layer=layer, progress=False)
+            heat = image(axis(ex.fig, "cosine"))
+            assert heat == pytest.approx(cosine(emb), abs=1e-6), (reduction, layer)
+            assert np.asarray(axis(ex.fig, "pca").collections[0].get_offsets()) == pytest.approx(embedding_geometry(emb)[1], abs=1e-6)
+    assert ex.image.value != before
+
+
+def test_pca_matches_scikit_learn(minilm):
+    sklearn = pytest.importorskip("sklearn.decomposition")
+    emb = minilm.encode(TEXTS, reduction="max", progress=False)
+    _, pcs, explained = embedding_geometry(emb)
+    pca = sklearn.PCA(n_components=2).fit(emb.double().numpy())
+    theirs = pca.transform(emb.double().numpy())
+    assert np.abs(pcs) == pytest.approx(np.abs(theirs), abs=1e-5)    # principal components are defined up to sign
+    assert explained == pytest.approx(pca.explained_variance_ratio_, abs=1e-6)
+
+
+def test_static_compare_reductions_and_plot_reduction(smol):
+    fig = compare_reductions(smol, TEXTS, reductions=("mean", "first", "last"), layer=5, interactive=False)
+    for r in ("mean", "first", "last"):
+        emb = smol.encode(TEXTS, reduction=r, layer=5, progress=False)
+        assert image(axis(fig, f"cosine {r}")) == pytest.approx(cosine(emb), abs=1e-6)
+        assert np.asarray(axis(fig, f"pca {r}").collections[0].get_offsets()) == pytest.approx(embedding_geometry(emb)[1], abs=1e-6)
+    emb = smol.encode(TEXTS, reduction="last", progress=False)
+    single = plot_reduction(emb, TEXTS, "last")
+    assert image(axis(single, "cosine")) == pytest.approx(cosine(emb), abs=1e-6)
+    with pytest.raises(ValueError, match="5 texts for 4 embeddings"):
+        plot_reduction(emb[:4], TEXTS)
+    buf = io.BytesIO(); fig.savefig(buf, format="png")
+    assert png_size(buf.getvalue())[0] > 500
