@@ -1,0 +1,57 @@
+"""Data-parallel run and encode over two processes (accelerate launch, CPU, gloo): the merged answers, in the caller's
+order, equal one process's. With batch_size=1 each query is computed alone in either case, so they are equal exactly;
+batched, within float32 rounding."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from alfred_fm import HuggingFaceModel
+from alfred_fm.fixtures import tiny_llama
+from alfred_fm.responses import response_from_json
+from long_run_queries import queries
+
+HERE = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_equal_one(tmp_path):
+    folder = str(tiny_llama(tmp_path / "model"))
+    accelerate = Path(sys.executable).parent / "accelerate"
+    cmd = [str(accelerate) if accelerate.exists() else "accelerate", "launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(free_port()), str(HERE / "distributed_job.py"), folder, str(tmp_path / "out")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+           "CUDA_VISIBLE_DEVICES": ""}
+    job = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert job.returncode == 0, job.stderr[-4000:]
+    results = [json.loads((tmp_path / f"out.{r}").read_text()) for r in (0, 1)]
+    assert [r["processes"] for r in results] == [2, 2] and results[0]["backend"] == "gloo"
+    assert results[0]["one_by_one"] == results[1]["one_by_one"]       # every process has all the answers
+
+    torch.set_num_threads(1)
+    try:
+        m = HuggingFaceModel(folder, trust_remote_code=False)
+        qs = queries(45)
+        alone = m.run(qs, batch_size=1, max_new_tokens=4, progress=False)
+        batched = m.run(qs, max_new_tokens=4, progress=False)
+        texts = [f"text number {i} " * (1 + i % 5) for i in range(23)]
+        encoded = m.encode(texts, batch_size=1, progress=False)
+    finally:
+        torch.set_num_threads(min(2, os.cpu_count() or 1))
+    merged = [response_from_json(r) for r in results[0]["one_by_one"]]
+    assert merged == alone                                              # exactly, in the caller's order
+    for a, b in zip((response_from_json(r) for r in results[0]["batched"]), batched):
+        assert type(a) is type(b) and a.prediction == b.prediction
+        if hasattr(a, "logits"): assert a.logits == pytest.approx(b.logits, abs=1e-5)
+    assert torch.equal(torch.tensor(results[0]["encode"]), encoded)
