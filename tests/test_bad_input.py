@@ -81,7 +81,7 @@ def row_too_long_error(llama, no_forward, **_):
         no_forward(llama).score([("Q:", [" a"]), ("word " * 600, [" a"])])
 
 def row_too_long_left(llama, **_):
-    with pytest.warns(UserWarning, match=re.escape("queries [0]) did not fit")):
+    with pytest.warns(UserWarning, match=re.escape("(query 0) did not fit")):
         r = llama.score(("word " * 600, [" a"]), truncation="left", progress=False)
     assert math.isfinite(r.logits[" a"])
 
