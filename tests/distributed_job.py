@@ -25,7 +25,13 @@ result = {
     "one_by_one": [response_to_json(r) for r in run_distributed(model, qs, batch_size=1, max_new_tokens=4, progress=False)],
     "batched": [response_to_json(r) for r in run_distributed(model, qs, max_new_tokens=4, progress=False)],
     "encode": encode_distributed(model, texts, batch_size=1, progress=False).tolist(),
+    # both processes write their shares to one cache file; a second call finds everything there
+    "cached": [response_to_json(r) for r in run_distributed(model, qs, cache=f"{out}.sqlite", chunk_size=10,
+                                                             batch_size=1, max_new_tokens=4, progress=False)],
 }
+again = run_distributed(model, qs, cache=f"{out}.sqlite", chunk_size=10, batch_size=1, max_new_tokens=4, progress=False)
+result["again"] = [response_to_json(r) for r in again]
+result["again_stats"] = model.last_run_stats
 with open(f"{out}.{state.process_index}", "w") as f: json.dump(result, f)
 state.wait_for_everyone()
 state.destroy_process_group()

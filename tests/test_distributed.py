@@ -4,6 +4,7 @@ batched, within float32 rounding."""
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +56,10 @@ def test_two_processes_equal_one(tmp_path):
         assert type(a) is type(b) and a.prediction == b.prediction
         if hasattr(a, "logits"): assert a.logits == pytest.approx(b.logits, abs=1e-5)
     assert torch.equal(torch.tensor(results[0]["encode"]), encoded)
+    # one SQLite cache shared by both processes: all 45 answers stored, each process found its share there the
+    # second time (23 and 22 queries), and the answers equal the uncached ones
+    assert [response_from_json(r) for r in results[0]["cached"]] == alone
+    assert [r["again_stats"] for r in results] == [{"cached": 23, "computed": 0}, {"cached": 22, "computed": 0}]
+    assert results[0]["again"] == results[0]["cached"]
+    with sqlite3.connect(tmp_path / "out.sqlite") as c:
+        assert c.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 45
