@@ -21,21 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def execute(path: str):
-    "Run notebook `path` top to bottom in a fresh shell and save its outputs into it."
-    os.environ.update(TQDM_DISABLE="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    from execnb.nbio import read_nb, write_nb
-    from execnb.shell import CaptureShell
-    path = Path(path).resolve()
-    nb = read_nb(path)
-    os.chdir(path.parent)
-    CaptureShell().run_all(nb, exc_stop=True)
-    for c in nb.cells:   # keep results; drop what libraries wrote to stderr while loading (warnings, progress)
-        if c.cell_type == "code":
-            c.outputs = [o for o in c.outputs if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
-    write_nb(nb, path)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_readme import execute   # noqa: E402 -- one way to run a notebook and keep its outputs, for README and site
 
 
 def build(workers: int = 2) -> Path:

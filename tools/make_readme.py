@@ -83,11 +83,13 @@ def render(nb):
     return '\n\n'.join(parts).rstrip() + '\n'
 
 def execute(path):
-    "Run notebook `path` top to bottom and save its outputs, so the README shows real results."
+    "Run notebook `path` top to bottom and save its outputs into it, so the README (and the docs) show real results."
     import os
-    os.environ.setdefault('TQDM_DISABLE', '1')       # progress bars are noise in a README
+    for k, v in (('TQDM_DISABLE', '1'), ('HF_HUB_OFFLINE', '1'), ('TOKENIZERS_PARALLELISM', 'false')):
+        os.environ.setdefault(k, v)                  # progress bars are noise in a page; nothing may reach a hub
     from execnb.nbio import read_nb, write_nb
     from execnb.shell import CaptureShell
+    path = Path(path).resolve()
     nb = read_nb(path)
     os.chdir(path.parent)
     CaptureShell().run_all(nb, exc_stop=True)
