@@ -25,6 +25,7 @@ if cfg.get('pip_requirements'): requirements += shlex.split(cfg.get('pip_require
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), cfg['license'])
 dev_requirements = shlex.split(cfg.get('dev_requirements') or '')
+license_files = shlex.split(cfg.get('license_files', 'LICENSE'))
 
 package_data = dict()
 pkg_data = cfg.get('package_data', None)
@@ -39,6 +40,7 @@ long_description = readme.read_text(encoding='utf-8') if readme.exists() else cf
 setuptools.setup(
     name = cfg['lib_name'],
     license = lic,
+    license_files = license_files,
     classifiers = [
         'Development Status :: ' + next(s for s in statuses if s.startswith(cfg['status'] + ' ')),
         'Intended Audience :: ' + cfg['audience'].title(),

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Build the documentation site from the notebooks and nbs/_quarto.yml, offline and without quarto.
+"""Build the documentation site from the notebooks and _quarto.yml, offline and without quarto.
 
     python tools/build_docs.py          # writes _proc/_docs/*.html
 
@@ -11,6 +11,10 @@ Three steps:
    of those executed copies into _proc/, without nbdev's check for the quarto binary.
 3. smalldocs, a pure-Python Quarto-style renderer that reads the same `_quarto.yml`, renders
    _proc/ into _proc/_docs/.
+
+The site's configuration is the top-level `_quarto.yml`. nbdev 2 takes it from beside the notebooks
+(nbs/_quarto.yml is a link to it); the build copies the top-level file into _exec/ itself, so it is
+the one used even where the link is not a symbolic link (a checkout without symlink support).
 
 nbdev's own `nbdev_docs` needs the quarto binary, which cannot always be installed (it is
 downloaded from outside the package registries). Where quarto is installed, `nbdev_docs` keeps
@@ -30,6 +34,7 @@ def build(workers: int = 2) -> Path:
     src, run_dir = ROOT / "nbs", ROOT / "_exec"
     shutil.rmtree(run_dir, ignore_errors=True)
     shutil.copytree(src, run_dir)
+    shutil.copy2(ROOT / "_quarto.yml", run_dir / "_quarto.yml")   # the site's configuration, wherever the link points
     notebooks = sorted(str(p) for p in run_dir.glob("*.ipynb") if not p.name.startswith("_"))
     def run(nb):   # each notebook in its own interpreter, as a user would run it
         start = time.time()
