@@ -4,8 +4,6 @@ __version__ = "0.1.0"
 from .queries import RankedQuery, CompletionQuery
 from .responses import RankedResponse, CompletionResponse
 from .model import HuggingFaceModel
-# each of these adds its methods to HuggingFaceModel
-from . import hidden_states, scoring, generation, run
 
 _INSPECTORS = ("inspect_candidates", "compare_reductions", "plot_candidates", "plot_reduction")
 

@@ -23,6 +23,7 @@ def _same(a, b) -> bool:
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     return a == b
 
+# %% ../nbs/01_responses.ipynb #88031d62
 class Response:
     "Base of all responses: attribute or key access, and conversion to and from a dict."
     def __getitem__(self, key):
@@ -50,6 +51,7 @@ def check_temperature(temperature) -> float:
                          f"got {temperature!r}")
     return temperature
 
+# %% ../nbs/01_responses.ipynb #5e1b81bd
 def softmax(logits: dict[str, float], temperature: float = 1.0) -> dict[str, float]:
     "Softmax over a dict of candidate log-probabilities divided by `temperature`, computed stably in float64."
     if not logits: raise ValueError("softmax of an empty set of candidates; give at least one candidate")
@@ -90,38 +92,43 @@ class RankedResponse(Response):
         return sorted(self.scores.items(), key=lambda kv: -kv[1])
 
 # %% ../nbs/01_responses.ipynb #631edd1b
-def _encode(v):
+def _to_json_value(v):
     if hasattr(v, "tolist") and hasattr(v, "dtype"): return {"__tensor__": v.tolist(), "dtype": str(v.dtype).split(".")[-1]}
-    if isinstance(v, dict): return {k: _encode(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)): return [_encode(x) for x in v]
+    if isinstance(v, dict): return {k: _to_json_value(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)): return [_to_json_value(x) for x in v]
     return v
 
-def _decode(v):
+# %% ../nbs/01_responses.ipynb #85f6097a
+def _from_json_value(v):
     if isinstance(v, dict) and "__tensor__" in v:
         import torch
         return torch.tensor(v["__tensor__"], dtype=getattr(torch, v["dtype"]))
-    if isinstance(v, dict): return {k: _decode(x) for k, x in v.items()}
-    if isinstance(v, list): return [_decode(x) for x in v]
+    if isinstance(v, dict): return {k: _from_json_value(x) for k, x in v.items()}
+    if isinstance(v, list): return [_from_json_value(x) for x in v]
     return v
 
-def _as_json(r):
-    if isinstance(r, list): return {"type": "list", "items": [_as_json(x) for x in r]}
+# %% ../nbs/01_responses.ipynb #9ac82bc5
+def _to_json_dict(r):
+    if isinstance(r, list): return {"type": "list", "items": [_to_json_dict(x) for x in r]}
     if not isinstance(r, Response): raise TypeError(f"cannot write a {type(r).__name__} as a response")
-    return {"type": type(r).__name__, **{k: _encode(v) for k, v in r.to_dict().items()}}
+    return {"type": type(r).__name__, **{k: _to_json_value(v) for k, v in r.to_dict().items()}}
 
+# %% ../nbs/01_responses.ipynb #c6a8299d
 def response_to_json(r) -> str:
     "One line of JSON for a response (or a list of them), from which `response_from_json` rebuilds it exactly."
-    return json.dumps(_as_json(r), ensure_ascii=False)
+    return json.dumps(_to_json_dict(r), ensure_ascii=False)
 
-def _from(d):
+# %% ../nbs/01_responses.ipynb #9fb702eb
+def _from_json_dict(d):
     kind = d.pop("type")
-    if kind == "list": return [_from(x) for x in d["items"]]
+    if kind == "list": return [_from_json_dict(x) for x in d["items"]]
     cls = {"RankedResponse": RankedResponse, "CompletionResponse": CompletionResponse}[kind]
-    fields_ = {k: _decode(v) for k, v in d.items()}
+    fields_ = {k: _from_json_value(v) for k, v in d.items()}
     if fields_.get("token_logprobs"):
         fields_["token_logprobs"] = {c: [tuple(p) for p in v] for c, v in fields_["token_logprobs"].items()}
     return cls(**fields_)
 
+# %% ../nbs/01_responses.ipynb #07d038e2
 def response_from_json(text: str | dict):
     "The response (or list of them) that `response_to_json` wrote."
-    return _from(dict(json.loads(text) if isinstance(text, str) else text))
+    return _from_json_dict(dict(json.loads(text) if isinstance(text, str) else text))

@@ -49,7 +49,7 @@ def main(argv=None):
     t_st, e_st, _ = timed(lambda: st.encode(texts, convert_to_tensor=True, show_progress_bar=False), a.reps)
     t_af, e_af, _ = timed(lambda: m.encode(texts, reduction="mean", normalize=True, progress=False), a.reps)
     cos = torch.nn.functional.cosine_similarity(e_af, e_st.cpu(), dim=-1)
-    res = {"sentences": a.n, "threads": a.threads, "reps": a.reps, "tokens": sum(len(t) for t in m._tokenize(texts)),
+    res = {"sentences": a.n, "threads": a.threads, "reps": a.reps, "tokens": sum(len(t) for t in m.backend.text_ids(texts)),
            "seconds": {"sentence-transformers": t_st, "alfred_fm": t_af}, "speed_ratio": t_st / t_af,
            "min_cosine": cos.min().item()}
     print(f"{a.n} sentences ({res['tokens']} tokens), {a.threads} threads, min of {a.reps} run(s)")

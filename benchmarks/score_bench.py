@@ -96,12 +96,12 @@ def method_usual(m, queries, batch=16):
     "One left-padded forward per (prompt, candidate) pair, full logits, as most scoring loops do."
     import torch
     from alfred_fm.batching import pad, position_ids
-    pairs = [(ctx, c) for ctx, conts in (m._encode_query(p, cs) for p, cs in queries) for c in conts]
+    pairs = [(ctx, c) for ctx, conts in (m.backend.query_ids(p, cs) for p, cs in queries) for c in conts]
     out = []
     with torch.no_grad():
         for s in range(0, len(pairs), batch):
             chunk = pairs[s:s + batch]
-            ids, mask = pad([a + b for a, b in chunk], m.pad_id, side="left")
+            ids, mask = pad([a + b for a, b in chunk], m.backend.pad_id, side="left")
             lp = m.model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).logits.float().log_softmax(-1)
             L = ids.shape[1]
             for i, (_, c) in enumerate(chunk):
@@ -119,7 +119,7 @@ def method_lm_eval(lm, queries):
 def method_limit(m, queries, row=512, batch=8):
     "Plain forward over each prompt once and each candidate once, in unpadded rows; output layer where scored."
     import torch
-    enc = [m._encode_query(p, cs) for p, cs in queries]
+    enc = [m.backend.query_ids(p, cs) for p, cs in queries]
     stream = [t for ctx, conts in enc for t in ctx + [x for c in conts for x in c]]
     n_head = sum(1 + sum(len(c) - 1 for c in conts) for _, conts in enc)
     body, head = m.model.base_model, m.model.get_output_embeddings()
@@ -179,7 +179,7 @@ def main(argv=None):
     report = {"model": repr(m), "torch": torch.__version__, "threads": a.threads, "reps": a.reps, "workloads": {}}
     for wname in a.workloads.split(","):
         queries = wls[wname]
-        enc = [m._encode_query(p, cs) for p, cs in queries]
+        enc = [m.backend.query_ids(p, cs) for p, cs in queries]
         n_pairs = sum(len(cs) for _, cs in queries)
         unique = sum(len(ctx) + sum(len(c) for c in conts) for ctx, conts in enc)
         padded_pairs = sum(len(ctx) + len(c) for ctx, conts in enc for c in conts)

@@ -10,6 +10,34 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def pytest_collection_modifyitems(config, items):
+    """The default run (`python -m pytest`, no `-m`) leaves out the tests marked `slow`; `python -m pytest -m slow` runs
+    just those (pytest's own marker selection), and any other `-m` expression is pytest's as usual. A slow test named on
+    the command line by its node id (`tests/test_x.py::test_y`) runs all the same."""
+    if config.option.markexpr: return
+    def named(item):
+        for arg in config.args:
+            path, sep, rest = arg.partition("::")
+            tail = item.nodeid.partition("::")[2]
+            if sep and (config.invocation_params.dir / path).resolve() == item.path \
+                    and (tail == rest or tail.startswith((rest + "[", rest + "::"))): return True
+        return False
+    slow = {id(i): i for i in items if i.get_closest_marker("slow") and not named(i)}
+    if slow:
+        config.hook.pytest_deselected(items=list(slow.values()))
+        items[:] = [i for i in items if id(i) not in slow]
+    config.stash[SLOW_LEFT_OUT] = len(slow)
+
+
+SLOW_LEFT_OUT = pytest.StashKey[int]()
+
+def pytest_terminal_summary(terminalreporter, config):
+    "Say that the slow tests were left out, and how to run them."
+    if n := config.stash.get(SLOW_LEFT_OUT, 0):
+        terminalreporter.write_line(f"{n} slow test{'s' * (n > 1)} left out of this run: "
+                                    "run them with `python -m pytest -m slow`")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def no_remote_code():
     """trust_remote_code=True runs Python from a model's repository. The suite loads every model with it off, and

@@ -1,4 +1,4 @@
-"""One test per row of the bad-input table in nbs/13_errors.ipynb: each bad input raises the documented exception with
+"""One test per row of the bad-input table in nbs/16_errors.ipynb: each bad input raises the documented exception with
 a message that names the problem and the fix, before any model forward where the input can be checked up front, or
 follows its documented policy. `test_table_and_tests_agree` keeps the table and this file in step."""
 import importlib.util
@@ -61,19 +61,19 @@ def row_empty_candidate_causal(llama, no_forward, **_):
 
 def row_empty_candidate_seq2seq(t5, **_):
     r = t5.score(("translate: hi", [" hallo", ""]), progress=False)     # policy: "" is "the answer ends at once"
-    ctx, conts = t5._encode_query("translate: hi", [""])
-    assert conts == [[t5._eos_id]]
+    ctx, conts = t5.backend.query_ids("translate: hi", [""])
+    assert conts == [[t5.backend.eos_id]]
     assert r.logits[""] == pytest.approx(reference_scores(t5, ("translate: hi", [""]))[""], abs=1e-4)
     with raises(ValueError, "has no tokens"): t5.score(("translate: hi", [""]), count_eos=False)
 
 def row_empty_prompt_causal(llama, **_):
     r = llama.score(("", [" yes", " no"]), progress=False)            # policy: the candidate follows BOS (or EOS)
-    assert llama._encode_query("", [" yes"])[0] == [llama.tokenizer.bos_token_id]
+    assert llama.backend.query_ids("", [" yes"])[0] == [llama.tokenizer.bos_token_id]
     for c, v in reference_scores(llama, ("", [" yes", " no"])).items(): assert r.logits[c] == pytest.approx(v, abs=1e-4)
 
 def row_empty_prompt_seq2seq(t5, **_):
     r = t5.score(("", [" yes", " no"]), progress=False)               # policy: the encoder reads the special tokens only
-    assert t5._encode_query("", [" yes"])[0] == t5.tokenizer("")["input_ids"]
+    assert t5.backend.query_ids("", [" yes"])[0] == t5.tokenizer("")["input_ids"]
     for c, v in reference_scores(t5, ("", [" yes", " no"])).items(): assert r.logits[c] == pytest.approx(v, abs=1e-4)
 
 def row_too_long_error(llama, no_forward, **_):
@@ -89,10 +89,10 @@ def row_unknown_dtype(llama_dir, **_):
     with raises(ValueError, "unknown dtype 'float8'; use 'auto' or one of"): HuggingFaceModel(str(llama_dir), dtype="float8")
 
 def row_unknown_reduction(llama, no_forward, **_):
-    with raises(ValueError, "unknown reduction 'median'; use one of"): no_forward(llama).encode(["a"], reduction="median")
+    with raises(ValueError, "unknown reduction='median'; use one of"): no_forward(llama).encode(["a"], reduction="median")
 
 def row_layer_out_of_range(llama, **_):
-    n = llama._n_layers()
+    n = llama.backend.n_layers
     with raises(IndexError, f"layer {n} is out of range: this model has {n} hidden-state layers"):
         llama.encode(["a"], layer=n, progress=False)
 
@@ -130,7 +130,7 @@ def row_unknown_query_type(llama, no_forward, **_):
 
 def row_non_finite_logprobs(llama_dir, **_):
     m = HuggingFaceModel(str(llama_dir), trust_remote_code=False)
-    m._packing_ok = True
+    m.backend.packs = True
     with torch.no_grad(): m.model.lm_head.weight[0, 0] = float("inf")     # as a float16 overflow would
     with raises(ValueError, "query 0 (prompt 'A:'): non-finite log-probabilities"):
         m.score([("A:", [" a"]), ("B:", [" a", " b"])], progress=False)
@@ -159,11 +159,31 @@ def row_empty_text_encode(llama_dir, llama, no_forward, **_):
     assert torch.allclose(bos[1], llama.encode([""], progress=False)[0], atol=1e-5)
 
 def row_bad_budget(llama, no_forward, **_):
-    with raises(ValueError, "max_tokens and max_logits must be positive integers or 'auto'"):
+    with raises(ValueError, "max_tokens must be a positive integer or 'auto'"):
         no_forward(llama).score(("Q:", [" a"]), max_tokens=0)
 
 def row_unknown_truncation(llama, no_forward, **_):
     with raises(ValueError, "unknown truncation='right'"): no_forward(llama).score(("Q:", [" a"]), truncation="right")
+
+def row_too_long_content_free(llama, no_forward, **_):
+    with raises(ValueError, "content-free prompt 'word word"):
+        no_forward(llama).score(("Q:", [" a"]), calibrate=["word " * 600])
+
+def row_candidate_too_long_left(llama, no_forward, **_):
+    with raises(ValueError, "leaving no room for the prompt; shorten the candidate"):
+        no_forward(llama).score(("Q:", [" a" * 600]), truncation="left")
+
+def row_bad_chunk_size(llama, no_forward, tmp_path, **_):
+    with raises(ValueError, "chunk_size must be a positive integer, got 0"):
+        no_forward(llama).run([("Q:", [" a"])], jsonl=tmp_path / "x.jsonl", chunk_size=0)
+
+def row_bad_cache_file(llama, no_forward, tmp_path, **_):
+    (tmp_path / "bad.sqlite").write_text("not a database")
+    with raises(ValueError, "is not a usable SQLite file"): no_forward(llama).run([("Q:", [" a"])], cache=tmp_path / "bad.sqlite")
+
+def row_cache_folder_missing(llama, no_forward, tmp_path, **_):
+    with raises(FileNotFoundError, "its folder does not exist"):
+        no_forward(llama).run([("Q:", [" a"])], cache=tmp_path / "no" / "such" / "c.sqlite")
 
 
 ROWS = {name[4:].replace("_", "-"): f for name, f in dict(globals()).items() if name.startswith("row_")}
@@ -179,7 +199,7 @@ def test_bad_input(row, request, tmp_path, monkeypatch, no_forward):
 
 def test_table_and_tests_agree():
     "The docs' table lists exactly the rows tested here, and at least 15."
-    nb = json.loads((ROOT / "nbs" / "13_errors.ipynb").read_text())
+    nb = json.loads((ROOT / "nbs" / "16_errors.ipynb").read_text())
     text = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
     table = re.findall(r"^\| `([a-z0-9-]+)` \|", text, flags=re.M)
     assert len(table) == len(set(table)), "a row appears twice in the table"

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+pytestmark = pytest.mark.slow   # each script runs end to end in its own process
 
 
 def _run(script, tmp_path, *args):

@@ -3,7 +3,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow   # a new process loads the bundled model; the demo's code runs quickly below on a stand-in
 def test_demo_ranks_mars_first():
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     out = subprocess.run([sys.executable, "-m", "alfred_fm", "demo"], capture_output=True, text=True,

@@ -26,6 +26,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow   # starts two processes with accelerate launch
 def test_two_processes_equal_one(tmp_path):
     folder = str(tiny_llama(tmp_path / "model"))
     accelerate = Path(sys.executable).parent / "accelerate"

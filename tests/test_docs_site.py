@@ -36,8 +36,17 @@ def site():
     server.shutdown()
 
 
+def test_the_site_configuration_is_the_top_level_file():
+    "One `_quarto.yml`, at the top: nbdev 2 reads it beside the notebooks, where a link to it stands."
+    link = ROOT / "nbs" / "_quarto.yml"
+    assert link.is_symlink() and link.resolve() == (ROOT / "_quarto.yml").resolve()
+
+
+@pytest.mark.slow   # builds the site (runs every notebook) and opens it in Chromium
 def test_every_page_loads_in_chromium(site, tmp_path):
     docs, url = site
+    # the site was built with the top-level configuration
+    assert (ROOT / "_proc" / "_quarto.yml").read_text() == (ROOT / "_quarto.yml").read_text()
     pages = sorted(p.name for p in docs.glob("*.html"))
     notebooks = sorted(p.stem for p in (ROOT / "nbs").glob("*.ipynb") if not p.name.startswith("_"))
     assert pages == sorted(f"{n}.html" for n in notebooks)
@@ -66,14 +75,14 @@ def test_every_page_loads_in_chromium(site, tmp_path):
                 page.screenshot(path=str(artifacts / "docs-index.png"), full_page=True)
                 assert "pip install torch==2.13.0" in page.inner_text("body")
             text = page.inner_text("body")
-            if name == "04_model.html":
+            if name == "13_model.html":
                 for entry in ("HuggingFaceModel", "from_model", "bundled", "trust_remote_code"):
                     assert entry in text, entry
-            if name == "12_inspect.html":   # the inspectors' figures, rendered when the site was built
+            if name == "15_inspect.html":   # the inspectors' figures, rendered when the site was built
                 assert len(widths) >= 5, ("the inspectors' figures are missing", widths)
                 for entry in ("inspect_candidates", "compare_reductions", "plot_candidates", "plot_reduction"):
                     assert entry in text, entry
-            if name == "08_scoring.html":
+            if name == "10_scoring.html":
                 for entry in ("normalize", "calibrate", "temperature", "rank_candidates"):
                     assert entry in text, entry
             # every chapter shows the outputs of its examples, computed when the site was built

@@ -42,13 +42,13 @@ def test_layers_and_reductions(smol):
     n = smol.model.config.num_hidden_layers
     e0 = smol.encode(SENTENCES[:2], layer=0, progress=False)
     emb = smol.model.get_input_embeddings().weight
-    ids = smol._tokenize(SENTENCES[:1])[0]
+    ids = smol.backend.text_ids(SENTENCES[:1])[0]
     assert torch.allclose(e0[0], emb[ids].mean(0), atol=1e-6)
     assert torch.allclose(smol.encode(SENTENCES[:2], layer=n, progress=False),
                           smol.encode(SENTENCES[:2], layer=-1, progress=False), atol=1e-5)
     with pytest.raises(IndexError, match="out of range"):
         smol.encode("x", layer=n + 1)
-    with pytest.raises(ValueError, match="unknown reduction 'avg'"):
+    with pytest.raises(ValueError, match="unknown reduction='avg'"):
         smol.encode("x", reduction="avg")
     parts = smol.encode(SENTENCES[:3], reduction="none", progress=False)
-    assert [p.shape[0] for p in parts] == [len(t) for t in smol._tokenize(SENTENCES[:3])]
+    assert [p.shape[0] for p in parts] == [len(t) for t in smol.backend.text_ids(SENTENCES[:3])]

@@ -1,11 +1,14 @@
 """The inspectors, headless (Agg): build each widget with a real model, move each control, and check that the
 figure's data is what it should be, computed independently of the inspector."""
+import base64
 import io
 import math
 
+import ipywidgets as widgets
 import numpy as np
 import pytest
 import torch
+from IPython.core.formatters import DisplayFormatter
 from PIL import Image
 
 from alfred_fm.inspectors import (compare_reductions, embedding_geometry, inspect_candidates, plot_candidates,
@@ -46,7 +49,7 @@ def review_refs(smol):
     "Reference (one unpadded pair at a time) log-probabilities and token counts for the review and its content-free prompts."
     prompts = [TEMPLATE.format(x) for x in ("Boring and too long.", "N/A", "", "[MASK]")]
     refs = [reference_scores(smol, (p, CANDIDATES)) for p in prompts]
-    ntok = {c: len(k) for c, k in zip(CANDIDATES, smol._encode_query(prompts[0], CANDIDATES)[1])}
+    ntok = {c: len(k) for c, k in zip(CANDIDATES, smol.backend.query_ids(prompts[0], CANDIDATES)[1])}
     return refs, ntok
 
 
@@ -94,6 +97,68 @@ def test_inspect_candidates_every_control(smol, review_refs):
     assert "application/vnd.jupyter.widget-view+json" in bundle and "image/png" in bundle
 
 
+def test_inspector_equals_score(smol):
+    "Whatever the controls say, the figure and the prediction are what `score` returns with the same options."
+    query = (TEMPLATE.format("Boring and too long."), CANDIDATES)
+    ins = inspect_candidates(smol, query, content_free=TEMPLATE)
+    steps = [("normalize", "char", dict(normalize="char")), ("calibrate", True, dict(calibrate=TEMPLATE)),
+             ("temperature", 3.0, dict(temperature=3.0)), ("normalize", "mean", dict(normalize="mean"))]
+    options = {}
+    for control, value, option in [(None, None, {})] + steps:
+        if control: getattr(ins, control).value = value
+        options.update(option)
+        want = smol.score(query, progress=False, token_logprobs=True, **options)
+        assert widths(axis(ins.fig, "probability")) == pytest.approx(list(want.scores.values()), abs=1e-6), options
+        assert ins.response.prediction == want.prediction
+
+
+def test_inspectors_are_widgets(smol, minilm, review_refs):
+    "Each inspector is a VBox: it sits inside other boxes and dashboards, and a control moved there still redraws it."
+    refs, ntok = review_refs
+    ins = inspect_candidates(smol, (TEMPLATE.format("Boring and too long."), CANDIDATES), content_free=TEMPLATE)
+    ex = compare_reductions(minilm, TEXTS)
+    for w in (ins, ex):
+        assert isinstance(w, widgets.VBox) and w.children[1] is w.image
+        assert w.image.value == base64.b64decode(w._repr_mimebundle_()["image/png"])   # the static fallback
+    dashboard = widgets.VBox([widgets.HBox([ins, ex]), widgets.Label("two inspectors side by side")])
+    assert dashboard.children[0].children == (ins, ex)
+    shown, _ = DisplayFormatter().format(dashboard)   # what display() sends to a front end
+    assert shown["application/vnd.jupyter.widget-view+json"]["model_id"] == dashboard.model_id
+    shown, _ = DisplayFormatter().format(ins)
+    assert shown["application/vnd.jupyter.widget-view+json"]["model_id"] == ins.model_id and "image/png" in shown
+
+    before = ins.image.value
+    dashboard.children[0].children[0].calibrate.value = True   # the control, reached through the dashboard
+    want, ranked = expected(refs, ntok, "sum", True, 1.0)
+    assert widths(axis(ins.fig, "probability")) == pytest.approx(want, abs=1e-4)
+    assert widths(axis(ins.fig, "log-probability"), 1) == pytest.approx(list(ranked.values()), abs=1e-4)
+    assert ins.image.value != before and png_size(ins.image.value)[0] > 500
+
+    before = ex.image.value
+    dashboard.children[0].children[1].reduction.value = "max"
+    emb = minilm.encode(TEXTS, reduction="max", progress=False)
+    assert image(axis(ex.fig, "cosine")) == pytest.approx(cosine(emb), abs=1e-6)
+    pcs = np.asarray(axis(ex.fig, "pca").collections[0].get_offsets())
+    assert pcs == pytest.approx(embedding_geometry(emb)[1], abs=1e-6)
+    assert ex.image.value != before and png_size(ex.image.value)[0] > 500
+
+
+def test_inspect_candidates_bad_options(llama):
+    "Bad options fail before any scoring, with the messages of `score` (whatever the exception's type)."
+    q = ("Q: what colour is grass? A:", [" green", " a shade of blue"])
+    with pytest.raises(Exception, match="calibrate must be"): inspect_candidates(llama, q, content_free=[])
+    with pytest.raises(Exception, match="unknown normalize='chars'"): inspect_candidates(llama, q, normalize="chars")
+    with pytest.raises(Exception, match="temperature must be a positive"): inspect_candidates(llama, q, temperature=0)
+    assert inspect_candidates(llama, q, temperature=0.02).temperature.value == pytest.approx(0.02)   # the slider goes there
+
+
+def test_compare_reductions_bad_options(minilm):
+    "A reduction `encode` does not know, or a layer the model does not have, fails before any work."
+    with pytest.raises(Exception, match="unknown reduction"):
+        compare_reductions(minilm, TEXTS, reductions=("mean", "median"))
+    with pytest.raises(Exception, match="out of range"): compare_reductions(minilm, TEXTS, layer=7)
+
+
 def test_calibration_flip_shows_in_the_inspector(smol):
     ins = inspect_candidates(smol, (TEMPLATE.format("Boring and too long."), [" good", " bad"]), content_free=TEMPLATE)
     assert ins.response.prediction == " good"
@@ -121,7 +186,7 @@ def cosine(e):
 def test_compare_reductions_widget_every_control(name, request):
     model = request.getfixturevalue(name)
     ex = compare_reductions(model, TEXTS)
-    n = model._n_layers()
+    n = model.model.config.num_hidden_layers + 1   # the blocks and the embedding layer
     assert (ex.layer.min, ex.layer.max, ex.layer.value) == (0, n - 1, n - 1)
     before = ex.image.value
     for reduction in ("mean", "sum", "first", "last", "max"):
@@ -158,3 +223,8 @@ def test_static_compare_reductions_and_plot_reduction(smol):
         plot_reduction(emb[:4], TEXTS)
     buf = io.BytesIO(); fig.savefig(buf, format="png")
     assert png_size(buf.getvalue())[0] > 500
+    fig = compare_reductions(smol, TEXTS, reductions=("first", "last"), interactive=False)   # at the last layer
+    emb = smol.encode(TEXTS, reduction="last", progress=False)
+    assert image(axis(fig, "cosine last")) == pytest.approx(cosine(emb), abs=1e-6)
+    # both texts start with "A", and a causal model's first token has seen only itself
+    assert image(axis(fig, "cosine first"))[0, 1] == pytest.approx(1.0, abs=1e-6)

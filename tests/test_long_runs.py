@@ -35,6 +35,7 @@ def count(db) -> int:
         return 0
 
 
+@pytest.mark.slow   # a 3000-query job in another process, killed, resumed and run again whole
 def test_killed_job_resumes_exactly(folder, tmp_path):
     db = tmp_path / "labels.sqlite"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}

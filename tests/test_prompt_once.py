@@ -1,7 +1,7 @@
 """The fast path: each prompt computed once, token-budget rows, OOM splits; same numbers as the reference."""
 import pytest
 import torch
-import alfred_fm.scoring as scoring
+import alfred_fm.backends as backends
 from reference import reference_scores
 
 LABELS = [" sports", " politics", " science", " business", " technology", " health", " entertainment", " travel",
@@ -24,7 +24,7 @@ def _assert_reference(model, queries, responses, eps=1e-4):
 
 
 def test_packing_is_used_for_smollm2(smol):
-    assert smol._packs
+    assert smol.backend.packs
 
 
 def test_label_set_equals_reference(smol):
@@ -38,12 +38,12 @@ def test_label_set_equals_reference(smol):
 def test_single_token_answers_equal_reference(smol):
     rs = smol.score(LETTERS, progress=False)
     _assert_reference(smol, LETTERS, rs)
-    assert smol.last_stats["tokens"] == sum(len(smol._encode_query(*q)[0]) for q in LETTERS)   # the row is the prompt
+    assert smol.last_stats["tokens"] == sum(len(smol.backend.query_ids(*q)[0]) for q in LETTERS)   # the row is the prompt
 
 
 def test_small_budget_splits_a_prompts_candidates_over_rows(smol):
     queries = [(a, LABELS) for a in ARTICLES]
-    longest_prompt = max(len(smol._encode_query(a, LABELS)[0]) for a in ARTICLES)
+    longest_prompt = max(len(smol.backend.query_ids(a, LABELS)[0]) for a in ARTICLES)
     rs = smol.score(queries, max_tokens=longest_prompt + 2, progress=False)
     assert smol.last_stats["items"] > len(queries)
     _assert_reference(smol, queries, rs)
@@ -63,12 +63,12 @@ def test_out_of_memory_splits_the_batch_and_keeps_results(smol, monkeypatch):
     queries = [(a, LABELS) for a in ARTICLES] + LETTERS
     clean = smol.score(queries, progress=False)
     calls = []
-    real = scoring.packed_causal_logprobs
+    real = backends.packed_causal_logprobs
     def flaky(model, work, *a, **k):
         calls.append(len(work))
         if len(work) > 1: raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
         return real(model, work, *a, **k)
-    monkeypatch.setattr(scoring, "packed_causal_logprobs", flaky)
+    monkeypatch.setattr(backends, "packed_causal_logprobs", flaky)
     hit = smol.score(queries, progress=False)
     assert smol.last_stats["oom_splits"] >= 1 and max(calls) > 1
     for a, b in zip(hit, clean):
@@ -87,5 +87,5 @@ def test_a_model_that_fails_the_packing_check_falls_back(tmp_path):
     m.model.forward = capped
     with pytest.warns(UserWarning, match="scoring one row per candidate"):
         rs = m.score([(a, LABELS[:3]) for a in ARTICLES], progress=False)
-    assert not m._packs
+    assert not m.backend.packs
     _assert_reference(m, [(a, LABELS[:3]) for a in ARTICLES], rs)

@@ -17,6 +17,13 @@ queries = st.lists(st.tuples(texts, st.lists(st.one_of(any_text, st.sampled_from
                                              max_size=4, unique=True)), min_size=1, max_size=5)
 SETTINGS = dict(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow,
                                                                    HealthCheck.function_scoped_fixture])
+# Each property runs twice: on a fifth of its examples in the default run, at full size with the slow set (-m slow).
+SIZES = [pytest.param(0.2, id="quick"), pytest.param(1.0, id="full", marks=pytest.mark.slow)]
+
+
+def check_property(examples: int, size: float, test, **strategies):
+    "Check `test` with hypothesis on `size` of its `examples` random cases (at least 2), drawn from `strategies`."
+    settings(max_examples=max(2, round(examples * size)), **SETTINGS)(given(**strategies)(test))()
 
 
 def documented(e: Exception) -> bool:
@@ -48,29 +55,32 @@ def check_scores(model, qs):
         assert r.logits == pytest.approx(single.logits, abs=1e-4)
 
 
-@settings(max_examples=80, **SETTINGS)
-@given(qs=queries)
-def test_tiny_llama_batched_equals_one_at_a_time(llama, qs):
-    check_scores(llama, qs)
+@pytest.mark.parametrize("size", SIZES)
+def test_tiny_llama_batched_equals_one_at_a_time(llama, size):
+    check_property(80, size, lambda qs: check_scores(llama, qs), qs=queries)
 
 
-@settings(max_examples=30, **SETTINGS)
-@given(qs=queries)
-def test_tiny_t5_batched_equals_one_at_a_time(t5, qs):
-    check_scores(t5, qs)
+@pytest.mark.parametrize("size", SIZES)
+def test_tiny_t5_batched_equals_one_at_a_time(t5, size):
+    check_property(30, size, lambda qs: check_scores(t5, qs), qs=queries)
 
 
-@settings(max_examples=12, **SETTINGS)
-@given(qs=st.lists(st.tuples(st.one_of(any_text, st.sampled_from(SPECIAL)),
-                             st.lists(st.one_of(any_text, st.sampled_from(SPECIAL[:12])), min_size=1, max_size=3,
-                                      unique=True)), min_size=1, max_size=3))
-def test_smollm2_batched_equals_one_at_a_time(smol, qs):
-    check_scores(smol, qs)
+@pytest.mark.parametrize("size", SIZES)
+def test_smollm2_batched_equals_one_at_a_time(smol, size):
+    check_property(12, size, lambda qs: check_scores(smol, qs),
+                   qs=st.lists(st.tuples(st.one_of(any_text, st.sampled_from(SPECIAL)),
+                                         st.lists(st.one_of(any_text, st.sampled_from(SPECIAL[:12])), min_size=1,
+                                                  max_size=3, unique=True)), min_size=1, max_size=3))
 
 
-@settings(max_examples=40, **SETTINGS)
-@given(batch=st.lists(texts, min_size=1, max_size=6), reduction=st.sampled_from(["mean", "sum", "first", "last", "max"]))
-def test_encode_batched_equals_one_at_a_time(llama, batch, reduction):
+@pytest.mark.parametrize("size", SIZES)
+def test_encode_batched_equals_one_at_a_time(llama, size):
+    check_property(40, size, lambda batch, reduction: check_encode(llama, batch, reduction),
+                   batch=st.lists(texts, min_size=1, max_size=6),
+                   reduction=st.sampled_from(["mean", "sum", "first", "last", "max"]))
+
+
+def check_encode(llama, batch, reduction):
     try:
         together = llama.encode(batch, reduction=reduction, progress=False)
     except ValueError as e:

@@ -43,21 +43,21 @@ def test_causal_token_budget_and_order(smol):
 def test_candidate_tokens_follow_lm_eval_boundary(smol):
     "Candidate tokens are what prompt+candidate adds after the prompt's tokens; a trailing space moves over."
     tok = smol.tokenizer
-    ctx, conts = smol._encode_query("Is the sky blue? Answer: ", ["yes"])
+    ctx, conts = smol.backend.query_ids("Is the sky blue? Answer: ", ["yes"])
     assert ctx == tok("Is the sky blue? Answer:").input_ids
     assert conts[0] == tok("Is the sky blue? Answer: yes").input_ids[len(ctx):]
     assert tok.decode(conts[0]) == " yes"
     # SmolLM2's tokenizer has a BOS token but does not add it: no BOS may appear
     assert tok.bos_token_id not in ctx
     # an empty prompt conditions on EOS
-    assert smol._encode_query("", ["Hello"])[0] == [tok.eos_token_id]
+    assert smol.backend.query_ids("", ["Hello"])[0] == [tok.eos_token_id]
 
 
 def test_one_bos(llama):
     "A tokenizer that adds BOS: exactly one, first, also when the prompt text starts with it."
     bos = llama.tokenizer.bos_token_id
     for prompt in ["Answer:", "<s>Answer:", ""]:
-        ctx, _ = llama._encode_query(prompt, [" yes"])
+        ctx, _ = llama.backend.query_ids(prompt, [" yes"])
         assert ctx[0] == bos and ctx.count(bos) == 1
     _check(llama, llama.score(QUERIES, batch_size=4, progress=False), QUERIES, 1e-4)
 
@@ -72,9 +72,9 @@ def test_seq2seq_batched_equals_reference(t5):
 
 
 def test_seq2seq_eos_counted(t5):
-    ctx, conts = t5._encode_query("translate:", [" hallo"], count_eos=True)
+    ctx, conts = t5.backend.query_ids("translate:", [" hallo"], count_eos=True)
     assert conts[0][-1] == t5.model.config.eos_token_id
-    _, plain = t5._encode_query("translate:", [" hallo"], count_eos=False)
+    _, plain = t5.backend.query_ids("translate:", [" hallo"], count_eos=False)
     assert conts[0][:-1] == plain[0]
 
 
@@ -88,7 +88,7 @@ def test_score_batch_alfred_format(smol):
     (row,) = smol._score_batch(["The capital of France is"])
     assert row["logit"].shape == (smol.model.config.vocab_size,)
     assert row["logit"].exp().sum().item() == pytest.approx(1.0, abs=1e-4)
-    ctx, (cont,) = smol._encode_query("The capital of France is", [" Paris"])
+    ctx, (cont,) = smol.backend.query_ids("The capital of France is", [" Paris"])
     first = reference_scores(smol, ("The capital of France is", [smol.tokenizer.decode(cont[:1])]))
     assert row["logit"][cont[0]].item() == pytest.approx(list(first.values())[0], abs=1e-4)
 
@@ -127,18 +127,6 @@ def test_bfloat16_batched_equals_unbatched(tmp_path):
             assert r.logits[c] == pytest.approx(f.logits[c], rel=2e-2, abs=1e-1)
 
 
-def test_encoder_only_cannot_score(minilm):
-    with pytest.raises(TypeError, match="encoder-only"):
-        minilm.score(("Q:", [" a"]))
-    with pytest.raises(TypeError, match="encoder-only"):
-        minilm.generate("Q:")
-
-
-def test_too_long_is_a_clear_error(smol):
-    with pytest.raises(ValueError, match="more than the 8192 this model takes"):
-        smol.score(("word " * 9000, [" a"]), progress=False)
-
-
 # --- normalisation, calibration, temperature (issue 5) ---
 
 REVIEW = "Review: {}\nWas the review good or bad? Answer:"
@@ -171,7 +159,7 @@ def test_normalisation_every_path(smol, normalize):
     for packed in (True, False):
         for (prompt, cands), r in zip(queries, smol.score(queries, normalize=normalize, packed=packed, progress=False)):
             ref = reference_scores(smol, (prompt, cands))
-            ctx, conts = smol._encode_query(prompt, cands)
+            ctx, conts = smol.backend.query_ids(prompt, cands)
             for c, k in zip(cands, conts):
                 text = c if not prompt.endswith(" ") else " " + c   # a prompt's trailing space moves to the candidate
                 n = {"sum": 1, "mean": len(k), "char": len(text), "byte": len(text.encode())}[normalize]
@@ -187,3 +175,52 @@ def test_temperature_and_run(smol):
         for c, v in base.logits.items():
             assert r.scores[c] == pytest.approx(torch.tensor(v / t, dtype=torch.float64).exp().item() / z, abs=1e-4)
         assert r.prediction == base.prediction == " Mars"
+
+
+def test_tiny_llama_every_path_equals_reference(llama):
+    "Packed, one row per pair, one query per batch, and a budget that splits each query's candidates: all the reference."
+    qs = [(p, [" green", " Paris", " no", " a longer candidate answer"])
+          for p in ["Q: what colour is grass? A:", "The capital of France is", "Review: dull. Sentiment:"]]
+    assert llama.backend.packs
+    runs = [llama.score(qs, progress=False), llama.score(qs, batch_size=1, progress=False),
+            llama.score(qs, packed=False, progress=False), llama.score(qs, max_tokens=12, progress=False)]
+    for i, q in enumerate(qs):
+        ref = reference_scores(llama, q)
+        for run in runs:
+            assert run[i].logits == pytest.approx(ref, abs=1e-4)
+
+
+@pytest.mark.parametrize("which", ["llama", "t5"])
+def test_normalise_and_calibrate_every_path(request, which):
+    """The ranked number is the reference sum divided by the candidate's length, minus the log of its mean
+    content-free probability (from separate plain `score` calls); the probabilities are its softmax at the temperature."""
+    import math
+    from alfred_fm.options import NORMALIZATIONS, CONTENT_FREE
+    from alfred_fm.responses import softmax
+    m = request.getfixturevalue(which)
+    template = "Q: {} A:"
+    q = (template.format("what colour is grass?"), [" green", " a shade of blue", " né"])
+    ctx, conts = m.backend.query_ids(*q)
+    ref = reference_scores(m, q)
+    texts = {c: m.backend.scored_text(q[0], c) for c in q[1]}
+    plain_cf = [m.score((template.format(x), q[1]), progress=False) for x in CONTENT_FREE]
+    for path in (dict(), dict(packed=False), dict(max_tokens=8)):
+        for norm in NORMALIZATIONS:
+            length = {c: {"sum": 1, "mean": len(k), "char": len(texts[c]), "byte": len(texts[c].encode())}[norm]
+                      for c, k in zip(q[1], conts)}
+            want = {c: ref[c] / length[c] for c in q[1]}
+            r = m.score(q, normalize=norm, progress=False, **path)
+            assert r.logits == pytest.approx(ref, abs=1e-4)
+            assert (r.adjusted or r.logits) == pytest.approx(want, abs=1e-4)
+            cal = m.score(q, normalize=norm, calibrate=template, temperature=0.7, progress=False, **path)
+            p_cf = {c: sum(softmax({k: r_.logits[k] / length[k] for k in q[1]})[c] for r_ in plain_cf) / 3 for c in q[1]}
+            expected = softmax({c: want[c] - math.log(p_cf[c]) for c in q[1]}, 0.7)
+            assert cal.scores == pytest.approx(expected, abs=1e-4), (path, norm)
+
+
+def test_last_stats(llama):
+    "The statistics of the last `score`: one packed row per query, and what share of the tokens run was padding."
+    qs = [(p, [" yes", " no"]) for p in ["Q: a?", "Q: a much longer question?", "Q:"]]
+    llama.score(qs, progress=False)
+    assert sorted(llama.last_stats) == ["batches", "items", "oom_splits", "padded", "tokens", "waste"]
+    assert llama.last_stats["items"] == len(qs)
