@@ -151,6 +151,16 @@ def row_size(self: Backend, ctx: list[int], conts: list[list[int]], packed: bool
     (c,) = conts
     return len(ctx) + len(c), len(c) + 1
 
+# %% ../nbs/08_backends.ipynb #d506f810
+@patch
+def query_ids(self: Backend, prompt: str, candidates: list[str], count_eos: bool = True) -> tuple[list[int], list[list[int]]]:
+    "The prompt's ids and each candidate's own ids after them, for a query none of whose candidates merges with the prompt."
+    ctx, conts, tail = self.split_query(prompt, candidates, count_eos)
+    if any(c[:len(tail)] != tail for c in conts):
+        raise ValueError(f"a candidate of prompt {prompt[:60]!r} merges with the prompt's last tokens, so it has no "
+                         f"tokens of its own after the prompt's; use split_query (score does)")
+    return ctx + tail, [c[len(tail):] for c in conts]
+
 # %% ../nbs/08_backends.ipynb #9931d0b1
 class CausalBackend(Backend):
     "A decoder-only model: packed rows for scoring, left padding for generation."
@@ -162,11 +172,12 @@ class CausalBackend(Backend):
         "Token ids of a prompt: one BOS where the tokenizer uses one; the EOS for an empty prompt."
         return causal_prompt_ids(self.tokenizer, prompt, self.bos, self.eos_id if self.eos_id is not None else self.pad_id)
 
-    def query_ids(self, prompt: str, candidates: list[str], count_eos: bool = True) -> tuple[list[int], list[list[int]]]:
-        "Token ids of a prompt and of each candidate: what prompt + candidate adds after the prompt's tokens."
-        context, conts = joint_split(self.tokenizer, prompt, candidates)
-        check_candidate_tokens(prompt, candidates, conts)
-        return self.prompt_ids(context), conts
+    def split_query(self, prompt: str, candidates: list[str], count_eos: bool = True) -> tuple[list[int], list[list[int]], list[int]]:
+        "Token ids of the prompt up to where its candidates' joint texts part from it, of each candidate after that, and of the prompt's tail."
+        context, tail, conts = joint_split(self.tokenizer, prompt, candidates)
+        check_candidate_tokens(prompt, candidates, conts, tail)
+        full = self.prompt_ids(context)
+        return full[:len(full) - len(tail)] or self.prompt_ids(""), conts, tail
 
     def scored_text(self, prompt: str, candidate: str) -> str:
         "The text a candidate's score covers: with the space the prompt handed over."
@@ -217,12 +228,12 @@ class Seq2SeqBackend(Backend):
         "Token ids of a prompt, with the tokenizer's special tokens, for the encoder."
         return list(self.tokenizer(prompt, add_special_tokens=True)["input_ids"])
 
-    def query_ids(self, prompt: str, candidates: list[str], count_eos: bool = True) -> tuple[list[int], list[list[int]]]:
-        "Token ids of a prompt and of each candidate (tokenised alone, with the EOS when `count_eos`)."
+    def split_query(self, prompt: str, candidates: list[str], count_eos: bool = True) -> tuple[list[int], list[list[int]], list[int]]:
+        "Token ids of a prompt and of each candidate (tokenised alone, with the EOS when `count_eos`); no tail."
         eos = [self.eos_id] if count_eos and self.eos_id is not None else []
         conts = [list(ids) + eos for ids in self.tokenizer(list(candidates), add_special_tokens=False)["input_ids"]]
         check_candidate_tokens(prompt, candidates, conts)
-        return self.prompt_ids(prompt), conts
+        return self.prompt_ids(prompt), conts, []
 
     def scored_text(self, prompt: str, candidate: str) -> str: return candidate
     def query_length(self, ctx, conts) -> int: return len(ctx)

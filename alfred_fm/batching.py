@@ -5,11 +5,12 @@
 # %% ../nbs/05_batching.ipynb #0b28a764
 from __future__ import annotations
 from collections.abc import Callable, Sequence
+import gc
 import torch
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['pad', 'position_ids', 'length_batches', 'is_oom', 'map_batches', 'split_by_counts']
+__all__ = ['pad', 'position_ids', 'length_batches', 'is_oom', 'free_memory', 'ItemError', 'map_batches', 'split_by_counts']
 
 # %% ../nbs/05_batching.ipynb #3a28316c
 def pad(seqs: Sequence[Sequence[int]], # token id lists, of any lengths
@@ -57,6 +58,19 @@ def is_oom(e: BaseException) -> bool:
     "Whether `e` is an out-of-memory error from torch (CUDA, or another device's allocator)."
     return isinstance(e, torch.cuda.OutOfMemoryError) or isinstance(e, RuntimeError) and "out of memory" in str(e).lower()
 
+# %% ../nbs/05_batching.ipynb #e59ac09c
+def free_memory():
+    "On a GPU, collect what only reference cycles still hold and return cached memory to the device."
+    if torch.cuda.is_available(): gc.collect(); torch.cuda.empty_cache()
+
+# %% ../nbs/05_batching.ipynb #96e4b0fd
+class ItemError(ValueError):
+    "An error about one item of a batch; `map_batches` renumbers it from the batch to the caller's list."
+    def __init__(self, template: str, # the message, with `{}` where the item's number goes
+                 index: int): # the item's position in the list the batch function was given
+        self.template, self.index = template, index
+        super().__init__(template.format(index))
+
 # %% ../nbs/05_batching.ipynb #69d07148
 def map_batches(fn: Callable[[list], list], # runs one batch of items, returns one result per item
                 items: Sequence, # the work, in the caller's order
@@ -75,14 +89,17 @@ def map_batches(fn: Callable[[list], list], # runs one batch of items, returns o
     bar = tqdm(total=len(items), disable=not progress or not items, desc=desc, unit="item")
 
     def run(idx):
+        oom = False
         try: out = fn([items[i] for i in idx])
+        except ItemError as e: raise ItemError(e.template, idx[e.index]) from None   # numbered as the caller's items
         except Exception as e:
             if not is_oom(e): raise
             if len(idx) == 1:
                 raise RuntimeError(f"item {idx[0]} ({lengths[idx[0]]} tokens) does not fit in memory on its own: "
                                    f"shorten it, or free memory on the device") from e
-            if torch.cuda.is_available(): torch.cuda.empty_cache()
-            st["oom_splits"] += 1
+            oom = True
+        if oom:   # out of memory: retried here, outside `except`, where the error's frames are already freed
+            free_memory(); st["oom_splits"] += 1
             run(idx[:len(idx) // 2]); run(idx[len(idx) // 2:])
             return
         if len(out) != len(idx): raise RuntimeError(f"batch function returned {len(out)} results for {len(idx)} items")

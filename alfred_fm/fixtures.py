@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['bpe_tokenizer', 'tiny_llama', 'minilm_path', 'tiny_t5', 'causal_reference', 'seq2seq_reference']
+__all__ = ['bpe_tokenizer', 'tiny_llama', 'minilm_path', 'tiny_t5', 'causal_reference', 'seq2seq_reference',
+           'whole_text_reference']
 
 # %% ../nbs/02_fixtures.ipynb #e014520e
 _CORPUS = """The quick brown fox jumps over the lazy dog. Is the sky blue? Answer: yes or no.
@@ -103,3 +104,22 @@ def seq2seq_reference(model, # a transformers encoder-decoder, e.g. from `AutoMo
         lp = model(input_ids=torch.tensor([list(ctx)], device=model.device),
                    labels=torch.tensor([list(cont)], device=model.device)).logits[0].float().log_softmax(-1)
         return lp[torch.arange(len(cont)), torch.tensor(list(cont), dtype=torch.long)].cpu()
+
+# %% ../nbs/02_fixtures.ipynb #8679d0c2
+def whole_text_reference(model, # a transformers causal LM
+                         tokenizer, # its tokenizer
+                         prompt: str, # the prompt as given
+                         candidates: list[str] # its continuations
+                        ) -> dict:
+    "candidate -> log p(prompt + candidate) − log p(prompt), each text tokenised whole and read in one unpadded forward."
+    ids = lambda s: list(tokenizer(s, add_special_tokens=False)["input_ids"])
+    P, Ws = ids(prompt.rstrip()), [ids(prompt + c) for c in candidates]
+    bos = tokenizer.bos_token_id
+    eos = model.config.eos_token_id if model.config.eos_token_id is not None else tokenizer.eos_token_id
+    if bos is not None and tokenizer("a")["input_ids"][:1] == [bos]: start = [bos]
+    elif P and all(W[:1] == P[:1] for W in Ws): start = []
+    else: start = [eos[0] if isinstance(eos, list) else eos]
+    def logprob(x):
+        with torch.no_grad(): lp = model(torch.tensor([x], device=model.device)).logits[0].double().log_softmax(-1)
+        return lp[torch.arange(len(x) - 1), torch.tensor(x[1:], dtype=torch.long)].sum().item()
+    return {c: logprob(start + W) - logprob(start + P) for c, W in zip(candidates, Ws)}

@@ -4,14 +4,15 @@
 
 # %% ../nbs/11_generation.ipynb #6bd4face
 from __future__ import annotations
+import torch
 from .batching import pad, map_batches
 from .queries import CompletionQuery, as_queries
 from .responses import CompletionResponse
 from .options import GenerateOptions
-from .hidden_states import reduced_states
+from .hidden_states import reduced_states, check_finite
 
 # %% auto #0
-__all__ = ['generated_length', 'generate_batch', 'generate_queries']
+__all__ = ['generated_length', 'FiniteLogits', 'generate_batch', 'generate_queries']
 
 # %% ../nbs/11_generation.ipynb #40b2bb35
 def generated_length(tokens: list[int], eos_id: int | None, pad_id: int | None) -> int:
@@ -21,11 +22,23 @@ def generated_length(tokens: list[int], eos_id: int | None, pad_id: int | None) 
     while n and pad_id is not None and tokens[n - 1] == pad_id: n -= 1
     return n
 
+# %% ../nbs/11_generation.ipynb #a35360c5
+class FiniteLogits:
+    "A logits processor for `generate` that raises an `ItemError` naming the prompt whose next-token logits hold NaN or +inf."
+    def __init__(self, n_prompts: int): self.n_prompts = n_prompts # prompts in the call; rows are grouped by prompt
+    def __call__(self, input_ids, scores):
+        if scores.isnan().any() or (scores == float("inf")).any():   # one check per step; the prompt only when needed
+            check_finite(list(scores.masked_fill(scores == float("-inf"), 0).view(self.n_prompts, -1)),
+                         "prompt {}: a next-token logit")
+        return scores
+
 # %% ../nbs/11_generation.ipynb #c8731f28
 def _completions(backend, prompts: list[list[int]], settings: dict) -> list[list[int]]:
     "The tokens generated for each prompt (several per prompt with `num_return_sequences`), from one padded call."
     if settings.get("temperature") == 0: settings = {k: v for k, v in settings.items() if k != "temperature"}   # Alfred's greedy
     opts = {**dict(max_new_tokens=32, do_sample=False, pad_token_id=backend.pad_id), **settings}
+    from transformers import LogitsProcessorList
+    opts["logits_processor"] = LogitsProcessorList([*(opts.get("logits_processor") or []), FiniteLogits(len(prompts))])
     if "stop_strings" in opts: opts.setdefault("tokenizer", backend.tokenizer)
     ids, mask = pad(prompts, backend.pad_id, side=backend.prompt_side, device=backend.device)
     new = backend.new_tokens(backend.model.generate(input_ids=ids, attention_mask=mask, **opts), ids)
@@ -39,6 +52,7 @@ def _completion_scores(backend, prompts: list[list[int]], new: list[list[int]]) 
     scores = [0.0] * len(new)
     for i, lp in zip(scored, backend.pair_logprobs([(prompts[i // per_prompt], new[i]) for i in scored]) if scored else []):
         scores[i] = lp.double().sum().item()
+    check_finite([scores[i:i + per_prompt] for i in range(0, len(scores), per_prompt)], "prompt {}: its completion's score")
     return scores
 
 # %% ../nbs/11_generation.ipynb #af22856d
@@ -52,8 +66,9 @@ def generate_batch(backend, # the model's backend
     "Alfred's batch generator: one `CompletionResponse` per prompt, greedy unless told otherwise."
     backend.check_can("generate")
     prompts = [list(p) for p in batch] if tokenized else [backend.prompt_ids(p) for p in batch]
-    if not padding and len(prompts) > 1:
-        return [r for p in prompts for r in generate_batch(backend, [p], True, hidden_state, True, reduction, **settings)]
+    if not padding and len(prompts) > 1:   # prompt by prompt, through map_batches, which numbers an error as the caller's
+        one = lambda p: [generate_batch(backend, p, True, hidden_state, True, reduction, **settings)]
+        return [r for rows in map_batches(one, prompts, [1] * len(prompts), max_rows=1, progress=False) for r in rows]
     new = _completions(backend, prompts, settings)
     scores, per_prompt = _completion_scores(backend, prompts, new), len(new) // len(prompts)
     states = [None] * len(new)

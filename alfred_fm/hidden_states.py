@@ -5,11 +5,11 @@
 # %% ../nbs/09_hidden_states.ipynb #4cfdd7f9
 from __future__ import annotations
 import torch
-from .batching import pad, map_batches
+from .batching import pad, map_batches, ItemError
 from .options import EncodeOptions, REDUCTIONS, check_choice
 
 # %% auto #0
-__all__ = ['reduce', 'reduced_states', 'embed_batch', 'embed_texts']
+__all__ = ['reduce', 'reduced_states', 'check_finite', 'embed_batch', 'embed_texts']
 
 # %% ../nbs/09_hidden_states.ipynb #02c531cd
 def reduce(hidden: torch.Tensor, # [batch, tokens, hidden] states
@@ -39,6 +39,16 @@ def reduced_states(backend, # the model's backend
     out = reduce(backend.hidden_states(inputs["input_ids"], mask, layer).float(), mask, reduction)
     return [t.cpu() for t in out] if reduction == "none" else out.cpu()
 
+# %% ../nbs/09_hidden_states.ipynb #0168a93a
+def check_finite(values: list, # numbers or tensors, one per item
+                 what: str): # the item, with `{}` for its number: "text {}: its embedding"
+    "`values`, or an `ItemError` naming the first item that holds NaN or inf."
+    for i, v in enumerate(values):
+        if v is not None and not bool(torch.isfinite(torch.as_tensor(v)).all()):
+            raise ItemError(f"{what} is NaN or inf: the model overflowed (as float16 often does) or has broken "
+                            f"weights; load it with dtype='float32' or 'bfloat16'", i)
+    return values
+
 # %% ../nbs/09_hidden_states.ipynb #a4fcd63b
 def embed_batch(backend, # the model's backend
                 batch_instance, # texts, or token-id lists when `tokenized=True`
@@ -48,7 +58,8 @@ def embed_batch(backend, # the model's backend
     "One embedding per text of a batch (Alfred's `_encode_batch`)."
     toks = batch_instance if tokenized else backend.text_ids(batch_instance)
     ids, mask = pad(toks, backend.pad_id, side="right")
-    return list(reduced_states(backend, {"input_ids": ids, "attention_mask": mask}, reduction, layer))
+    return check_finite(list(reduced_states(backend, {"input_ids": ids, "attention_mask": mask}, reduction, layer)),
+                        "text {}: its embedding")
 
 # %% ../nbs/09_hidden_states.ipynb #8bc9b9e8
 def _text_ids(backend, texts: list[str]) -> list[list[int]]:

@@ -4,13 +4,14 @@
 
 # %% ../nbs/03_loading.ipynb #c44a65ea
 from __future__ import annotations
-import importlib.util, os, tempfile, warnings
+import importlib.util, json, os, tempfile, warnings
 from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['DTYPES', 'resolve_dtype', 'check_gguf', 'model_source', 'bundled_model', 'model_kind', 'resolve_device_map',
-           'check_offload_folder', 'int8_config', 'load_model']
+__all__ = ['DTYPES', 'resolve_dtype', 'check_auto_dtype', 'check_gguf', 'model_source', 'bundled_model', 'model_kind',
+           'resolve_device_map', 'check_offload_folder', 'int8_config', 'remote_code_files', 'warn_remote_code',
+           'load_model']
 
 # %% ../nbs/03_loading.ipynb #0bec0291
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
@@ -33,6 +34,14 @@ def resolve_dtype(dtype="auto", # "auto", a name in `DTYPES`, or a torch dtype
     if resolved == torch.float16 and not cuda:
         warnings.warn("float16 on a CPU is slow and overflows easily; prefer dtype='float32' or 'bfloat16' there")
     return resolved
+
+# %% ../nbs/03_loading.ipynb #b1dd3d47
+def check_auto_dtype(dtype): # the dtype that `dtype="auto"` loaded the weights in
+    "Warn when `dtype='auto'` gave float16 (a checkpoint's own dtype, on a GPU), which overflows into NaN or inf easily."
+    if dtype == torch.float16:
+        warnings.warn("dtype='auto' loaded this model in float16 (its checkpoint's dtype), which overflows easily into "
+                      "NaN or inf; pass dtype='bfloat16' (or 'float32') unless you know float16 is safe for it")
+    return dtype
 
 # %% ../nbs/03_loading.ipynb #0d5457d4
 def _looks_like_path(s: str) -> bool:
@@ -134,8 +143,12 @@ def check_offload_folder(folder) -> str | None:
     return str(folder)
 
 # %% ../nbs/03_loading.ipynb #acadef1f
-def int8_config():
-    "A `BitsAndBytesConfig` for 8-bit weights, or a clear error where bitsandbytes cannot run."
+def int8_config(source: dict | None = None): # where the model comes from (`model_source`), to refuse a GGUF file
+    "A `BitsAndBytesConfig` for 8-bit weights, or a clear error where bitsandbytes cannot run or cannot be used."
+    if source is not None and "gguf_file" in source:
+        raise ValueError(f"int_8=True cannot load the GGUF file {source['gguf_file']!r}: transformers dequantises a GGUF "
+                         f"and cannot requantise it to 8 bits; load the GGUF with dtype='float16' or 'float32', or "
+                         f"load the model's original (safetensors) checkpoint with int_8=True")
     if importlib.util.find_spec("bitsandbytes") is None:
         raise ImportError("int_8=True needs bitsandbytes: pip install 'bitsandbytes>=0.45' "
                           "(version 0.45 or newer also runs 8-bit layers on a CPU)")
@@ -146,6 +159,54 @@ def int8_config():
                            f"machine has none; pip install 'bitsandbytes>=0.45' (which runs them on a CPU too)")
     from transformers import BitsAndBytesConfig
     return BitsAndBytesConfig(load_in_8bit=True)
+
+# %% ../nbs/03_loading.ipynb #881c6818
+def _auto_map_files(config_file: Path) -> list[str]:
+    "The Python files a config's `auto_map` names: `module.Class` beside it, or `repo--module.Class` in another repo."
+    try: auto_map = json.loads(config_file.read_text()).get("auto_map") or {}
+    except (OSError, ValueError, AttributeError): return []
+    files = []
+    for v in auto_map.values():
+        for ref in v if isinstance(v, (list, tuple)) else [v]:
+            if not isinstance(ref, str): continue
+            repo, _, ref = ref.rpartition("--")
+            module = ref.rsplit(".", 1)[0] + ".py"
+            files.append(f"{repo}: {module}" if repo else str(config_file.parent / module))
+    return files
+
+# %% ../nbs/03_loading.ipynb #bcfd64fd
+def remote_code_files(source: dict) -> list[str]: # `model_source`'s answer
+    "The Python files that loading `source` with `trust_remote_code=True` runs, as far as its configs can be read first."
+    where, found = Path(source["pretrained_model_name_or_path"]), []
+    for name in ("config.json", "tokenizer_config.json"):
+        f = where / name
+        if not where.is_dir():   # a hub id: its snapshot in the local cache, if there is one
+            from huggingface_hub import try_to_load_from_cache
+            try: f = try_to_load_from_cache(str(where), name, cache_dir=source.get("cache_dir"))
+            except Exception: f = None
+            if not isinstance(f, str): continue
+        found += _auto_map_files(Path(f))
+    return sorted(set(found))
+
+# %% ../nbs/03_loading.ipynb #b5126ff3
+def _gguf_tokenizer(source: dict):
+    "The tokenizer stored in a GGUF file, read with no other file of its folder and no remote code."
+    from transformers import AutoTokenizer
+    gguf = Path(source["pretrained_model_name_or_path"]) / source["gguf_file"]
+    with tempfile.TemporaryDirectory() as d:
+        try: os.symlink(gguf.resolve(), Path(d) / gguf.name); folder = d
+        except OSError: folder = str(gguf.parent)   # no symbolic links here: the folder is read, but its code stays off
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf.name, trust_remote_code=False)
+    tok.name_or_path = str(gguf.parent)
+    return tok
+
+# %% ../nbs/03_loading.ipynb #74d9cd69
+def warn_remote_code(sources: list[dict]): # `model_source` answers: the model's, and a tokenizer's own
+    "Warn, naming the files, when loading `sources` with `trust_remote_code=True` runs code from their repositories."
+    files = sorted({f for s in sources if "gguf_file" not in s for f in remote_code_files(s)})
+    if files: warnings.warn(f"trust_remote_code=True runs Python code from the model's repository: {', '.join(files)}; "
+                            f"read it before trusting it, or pass trust_remote_code=False", stacklevel=3)
+    return files
 
 # %% ../nbs/03_loading.ipynb #11e9d6b9
 _AUTO_CLASSES = {"causal": "AutoModelForCausalLM", "seq2seq": "AutoModelForSeq2SeqLM", "encoder": "AutoModel"}
@@ -162,7 +223,8 @@ def _load_tokenizer(tokenizer, source: dict, trust_remote_code: bool):
     from transformers import AutoTokenizer
     if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)): return tokenizer
     where = source if tokenizer is None else dict(pretrained_model_name_or_path=os.fspath(tokenizer))
-    try: return AutoTokenizer.from_pretrained(**where, trust_remote_code=trust_remote_code)
+    try: return (_gguf_tokenizer(where) if "gguf_file" in where
+                 else AutoTokenizer.from_pretrained(**where, trust_remote_code=trust_remote_code))
     except Exception as e: raise _load_error(where, e) from e
 
 # %% ../nbs/03_loading.ipynb #7b2c437a
@@ -173,13 +235,17 @@ def load_model(model_string, dtype="auto", local_path=None, device_map="auto", o
     cuda = torch.cuda.is_available()
     dtype, source = resolve_dtype(dtype, cuda=cuda), model_source(model_string, local_path)
     device_map, offload_folder = resolve_device_map(device_map, cuda=cuda), check_offload_folder(offload_folder)
-    quantization = int8_config() if int_8 else None
-    try: config = transformers.AutoConfig.from_pretrained(**source, trust_remote_code=trust_remote_code)
+    quantization = int8_config(source) if int_8 else None
+    tok_source = [dict(pretrained_model_name_or_path=os.fspath(tokenizer))] if isinstance(tokenizer, (str, os.PathLike)) else []
+    if trust_remote_code: warn_remote_code([source, *tok_source])
+    model_code = trust_remote_code and "gguf_file" not in source   # a GGUF's config is read from the file: no code runs
+    try: config = transformers.AutoConfig.from_pretrained(**source, trust_remote_code=model_code)
     except Exception as e: raise _load_error(source, e) from e
     extra = dict(device_map=device_map, offload_folder=offload_folder) if device_map is not None else {}
     if quantization is not None: extra["quantization_config"] = quantization
     auto_cls = getattr(transformers, _AUTO_CLASSES[model_kind(config)])
-    try: model = auto_cls.from_pretrained(**source, config=config, trust_remote_code=trust_remote_code, **extra,
+    try: model = auto_cls.from_pretrained(**source, config=config, trust_remote_code=model_code, **extra,
                                           dtype=torch.float32 if dtype == "auto" and "gguf_file" in source else dtype)
     except Exception as e: raise _load_error(source, e) from e
+    if dtype == "auto": check_auto_dtype(model.dtype)
     return model.eval(), _load_tokenizer(tokenizer, source, trust_remote_code), source

@@ -86,11 +86,12 @@ class RunMethods:
             cache=None, # a SQLite file that keeps every finished response; a rerun takes them from it
             jsonl=None, # a JSON Lines file to write each response to, in order, as it finishes
             chunk_size: int = 256, # with `cache` or `jsonl`: queries answered (and saved) together
+            overwrite: bool = False, # replace a `jsonl` file holding answers (else: resumed with `cache`, refused without)
             **kwargs): # options of `score` and `generate`, e.g. `max_new_tokens`, `normalize`, `progress`
         "Answer queries: `RankedResponse` for ranking questions, `CompletionResponse` for prompts, in order."
         self.last_stats = {}
         return run_queries(self.backend, queries, cache, jsonl, chunk_size, lambda: self.fingerprint,
-                           self.last_stats, self.last_run_stats, **kwargs)
+                           self.last_stats, self.last_run_stats, overwrite, **kwargs)
 
     def __call__(self, queries, **kwargs):
         "`model(queries)` is `model.run(queries)`."
@@ -98,9 +99,8 @@ class RunMethods:
 
     @property
     def fingerprint(self) -> str:
-        "A digest of what decides this model's numbers: class, configuration, dtype, tokenizer, every weight."
-        if self._fingerprint is None: self._fingerprint = fingerprint(self.backend)
-        return self._fingerprint
+        "A digest of what decides this model's numbers now: versions, configuration, tokenizer, every weight (read each time)."
+        return fingerprint(self.backend)
 
     def query_key(self, query, options: dict | None = None) -> str:
         "The cache key of a query's response: model fingerprint, query, and the options that change its numbers."
@@ -128,7 +128,6 @@ class HuggingFaceModel(ScoreMethods, GenerateMethods, EncodeMethods, RunMethods)
         self.model, self.tokenizer = self.backend.model, self.backend.tokenizer
         self.model_string, self.source, self.int_8, self.trust_remote_code = model_string, source, int_8, trust_remote_code
         self.last_stats, self.last_run_stats = {}, {}   # of the last `score` (its batches) and the last saved `run`
-        self._fingerprint = None                         # computed on first use: it reads every weight
 
     @classmethod
     def from_model(cls, model, # a loaded transformers model

@@ -92,18 +92,28 @@ class RankedResponse(Response):
         return sorted(self.scores.items(), key=lambda kv: -kv[1])
 
 # %% ../nbs/01_responses.ipynb #631edd1b
+_TAGS = ("__tensor__", "__float__", "__dict__")   # the keys of a tagged value
+
 def _to_json_value(v):
-    if hasattr(v, "tolist") and hasattr(v, "dtype"): return {"__tensor__": v.tolist(), "dtype": str(v.dtype).split(".")[-1]}
-    if isinstance(v, dict): return {k: _to_json_value(x) for k, x in v.items()}
+    if hasattr(v, "tolist") and hasattr(v, "dtype"):
+        return {"__tensor__": _to_json_value(v.tolist()), "dtype": str(v.dtype).split(".")[-1]}
+    if isinstance(v, float) and not math.isfinite(v): return {"__float__": repr(v)}   # 'nan', 'inf' or '-inf'
+    if isinstance(v, dict):
+        if any(k in _TAGS for k in v): return {"__dict__": [[k, _to_json_value(x)] for k, x in v.items()]}
+        return {k: _to_json_value(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)): return [_to_json_value(x) for x in v]
     return v
 
 # %% ../nbs/01_responses.ipynb #85f6097a
 def _from_json_value(v):
-    if isinstance(v, dict) and "__tensor__" in v:
-        import torch
-        return torch.tensor(v["__tensor__"], dtype=getattr(torch, v["dtype"]))
-    if isinstance(v, dict): return {k: _from_json_value(x) for k, x in v.items()}
+    if isinstance(v, dict):
+        tag = set(v)
+        if tag == {"__tensor__", "dtype"}:
+            import torch
+            return torch.tensor(_from_json_value(v["__tensor__"]), dtype=getattr(torch, v["dtype"]))
+        if tag == {"__float__"} and isinstance(v["__float__"], str): return float(v["__float__"])
+        if tag == {"__dict__"} and isinstance(v["__dict__"], list): return {k: _from_json_value(x) for k, x in v["__dict__"]}
+        return {k: _from_json_value(x) for k, x in v.items()}
     if isinstance(v, list): return [_from_json_value(x) for x in v]
     return v
 
@@ -115,8 +125,8 @@ def _to_json_dict(r):
 
 # %% ../nbs/01_responses.ipynb #c6a8299d
 def response_to_json(r) -> str:
-    "One line of JSON for a response (or a list of them), from which `response_from_json` rebuilds it exactly."
-    return json.dumps(_to_json_dict(r), ensure_ascii=False)
+    "One line of strict JSON for a response (or a list of them), from which `response_from_json` rebuilds it exactly."
+    return json.dumps(_to_json_dict(r), ensure_ascii=False, allow_nan=False)
 
 # %% ../nbs/01_responses.ipynb #9fb702eb
 def _from_json_dict(d):

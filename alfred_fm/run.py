@@ -4,19 +4,23 @@
 
 # %% ../nbs/12_run.ipynb #dfcd5621
 from __future__ import annotations
-import hashlib, json, sqlite3, time
+import enum, hashlib, inspect, json, os, socket, sqlite3, time, uuid, warnings
+from functools import partial
 from pathlib import Path
 import torch
+from fastcore.basics import patch
 from tqdm.auto import tqdm
 from .queries import RankedQuery, CompletionQuery, as_queries
 from .responses import response_to_json, response_from_json
 from .options import ScoreOptions, GenerateOptions, split_options
-from .scoring import score_queries
+from .scoring import score_queries, plan_queries
 from .generation import generate_queries
 
 # %% auto #0
-__all__ = ['run_options', 'answer', 'fingerprint', 'query_json', 'cache_key', 'query_key', 'ResultCache', 'jsonl_line',
-           'read_jsonl', 'run_saved', 'run_queries']
+__all__ = ['TABLES', 'CLAIM_SECONDS', 'run_options', 'answer', 'weight_digest', 'offloaded_weights', 'tokenizer_state',
+           'fingerprint', 'query_json', 'key_json', 'cache_key', 'query_key', 'cache_error', 'open_cache_db',
+           'ResultCache', 'claim_alive', 'jsonl_line', 'jsonl_rows', 'read_jsonl', 'open_jsonl', 'check_queries',
+           'answer_chunk', 'run_saved', 'run_queries']
 
 # %% ../nbs/12_run.ipynb #a86f5505
 def run_options(qs: list, kwargs: dict) -> tuple[ScoreOptions | None, GenerateOptions | None]:
@@ -42,21 +46,62 @@ def answer(backend, # the model's backend
     return out
 
 # %% ../nbs/12_run.ipynb #ddeab52e
+def weight_digest(t: torch.Tensor, chunk: int = 1 << 22) -> bytes:
+    "A weight's float64 sum and sum of squares, and 64 values sampled along it; read `chunk` values at a time, never copied whole."
+    flat = t.detach().reshape(-1)
+    total = torch.zeros(2, dtype=torch.float64)
+    for part in flat.split(chunk):
+        p = part.double()
+        total += torch.stack([p.sum(), p.square().sum()]).cpu()
+    return total.numpy().tobytes() + flat[::max(1, flat.numel() // 64)][:64].float().cpu().numpy().tobytes()
+
+# %% ../nbs/12_run.ipynb #b9c681fe
+def offloaded_weights(model) -> dict:
+    "The weights accelerate keeps off the model (on the `meta` device in it): name -> a function that reads the value."
+    out = {}
+    for prefix, module in model.named_modules():
+        hook = getattr(module, "_hf_hook", None)
+        for h in getattr(hook, "hooks", [hook]):
+            if getattr(h, "weights_map", None) is None or not getattr(h, "offload", False): continue
+            sub = getattr(h, "place_submodules", False)
+            for name, _ in [*module.named_parameters(recurse=sub), *module.named_buffers(recurse=sub)]:
+                out[f"{prefix}.{name}" if prefix else name] = partial(h.weights_map.__getitem__, name)
+    return out
+
+# %% ../nbs/12_run.ipynb #1e0361d6
+_PATH_KWARGS = {"name_or_path", "tokenizer_file", "vocab_file", "merges_file", "gguf_file", "cache_dir", "_commit_hash",
+                "is_local", "local_files_only"}
+
+def tokenizer_state(tok) -> str:
+    "The tokenizer's settings that decide token ids, as JSON: rules and vocabulary, special tokens, BOS/EOS and padding settings."
+    rules = tok.backend_tokenizer.to_str() if hasattr(tok, "backend_tokenizer") else sorted(tok.get_vocab().items())
+    init = {k: v for k, v in tok.init_kwargs.items() if k not in _PATH_KWARGS}
+    attrs = {a: getattr(tok, a, None) for a in ("padding_side", "truncation_side", "add_bos_token", "add_eos_token",
+             "model_max_length", "clean_up_tokenization_spaces", "split_special_tokens", "chat_template")}
+    return json.dumps({"rules": rules, "special": tok.special_tokens_map, "init": init, **attrs}, sort_keys=True, default=str)
+
+# %% ../nbs/12_run.ipynb #44b3a3c2
 def fingerprint(backend) -> str:
-    "A digest of what decides a model's numbers: class, configuration, dtype, tokenizer, and every weight (sampled, summed)."
-    h = hashlib.sha256()
-    config = {k: v for k, v in backend.model.config.to_dict().items() if k != "_name_or_path"}
-    tok = backend.tokenizer
-    vocab = tok.backend_tokenizer.to_str() if hasattr(tok, "backend_tokenizer") else json.dumps(sorted(tok.get_vocab().items()))
-    for part in (type(backend.model).__name__, backend.kind, str(backend.dtype), json.dumps(config, sort_keys=True, default=str),
-                 vocab, json.dumps(tok.special_tokens_map, sort_keys=True, default=str)):
+    "A digest of what decides a model's numbers: versions, class, configuration, generation config, dtype, tokenizer, every weight."
+    import transformers, alfred_fm
+    model, h = backend.model, hashlib.sha256()
+    config = {k: v for k, v in model.config.to_dict().items() if k != "_name_or_path"}
+    gen = model.generation_config.to_dict() if getattr(model, "generation_config", None) is not None else None
+    for part in (alfred_fm.__version__, transformers.__version__, type(model).__name__, backend.kind, str(backend.dtype),
+                 json.dumps(config, sort_keys=True, default=str), json.dumps(gen, sort_keys=True, default=str),
+                 tokenizer_state(backend.tokenizer)):
         h.update(part.encode()); h.update(b"\0")
+    offloaded = None
     with torch.no_grad():
-        for name, t in backend.model.state_dict().items():
+        for name, t in model.state_dict().items():
             h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
-            if t.device.type != "meta" and t.numel():
-                flat = t.detach().reshape(-1)
-                h.update(flat[:16].float().cpu().numpy().tobytes()); h.update(flat.double().sum().cpu().numpy().tobytes())
+            if t.device.type == "meta":
+                offloaded = offloaded_weights(model) if offloaded is None else offloaded
+                if name not in offloaded:
+                    raise ValueError(f"cannot fingerprint the model for the cache: weight {name!r} is on the meta device and "
+                                     f"no accelerate hook holds its value; run without cache=, or load it without offloading")
+                t = offloaded[name]()
+            if t.numel(): h.update(weight_digest(t))
     return h.hexdigest()[:32]
 
 # %% ../nbs/12_run.ipynb #31fd8acf
@@ -65,11 +110,35 @@ def query_json(q) -> dict:
     if isinstance(q, RankedQuery): return {"type": "RankedQuery", "prompt": q.prompt, "candidates": list(q.candidates)}
     return {"type": "CompletionQuery", "prompt": q.prompt}
 
+# %% ../nbs/12_run.ipynb #d9da4258
+def key_json(v, name: str, depth: int = 0):
+    "An option's value as JSON for the cache key, by content; a `TypeError` naming the option where content does not define it."
+    if v is None or isinstance(v, (bool, int, float, str)): return v
+    kind = f"{type(v).__module__}.{type(v).__qualname__}"
+    if isinstance(v, enum.Enum): return {"enum": kind, "name": v.name}
+    if isinstance(v, (set, frozenset)): v = sorted(v, key=lambda x: json.dumps(key_json(x, name, depth + 1), sort_keys=True))
+    array = hasattr(v, "tolist") and hasattr(v, "dtype")
+    if (depth > 16 or inspect.isroutine(v) or isinstance(v, (type, partial))
+        or not (array or isinstance(v, (list, tuple, dict)) or hasattr(v, "__dict__"))):
+        raise TypeError(f"the option {name} cannot be part of a cache key: {v!r:.60} is a {kind}, and a function, a class "
+                        f"or an object without plain attributes has no content to key it by; run without cache=, or pass "
+                        f"a value made of numbers, strings, lists, dicts, tensors and objects holding those")
+    if array: return {"tensor": str(v.dtype), "values": v.tolist()}
+    out = {}
+    if isinstance(v, (list, tuple)): out = {"list": [key_json(x, f"{name}[{i}]", depth + 1) for i, x in enumerate(v)]}
+    if isinstance(v, dict):
+        pairs = [[key_json(k, name, depth + 1), key_json(x, f"{name}[{k!r}]", depth + 1)] for k, x in v.items()]
+        out = {"dict": sorted(pairs, key=lambda p: json.dumps(p, sort_keys=True))}
+    if type(v) in (list, tuple, dict): return out
+    return {"object": kind, **out, "state": {k: key_json(x, f"{name}.{k}", depth + 1) for k, x in vars(v).items()}}
+
 # %% ../nbs/12_run.ipynb #dc5baa23
 def cache_key(fingerprint: str, q, options: dict) -> str:
     "The key of query `q`'s response: `options` is the `key()` of the options it is answered with."
-    payload = {"model": fingerprint, "query": query_json(q), "options": options}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=repr).encode()).hexdigest()
+    keyed = {k: ({s: key_json(x, s) for s, x in (v or {}).items()} if k == "settings" else key_json(v, k))
+             for k, v in options.items()}
+    payload = {"model": fingerprint, "query": query_json(q), "options": keyed}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 # %% ../nbs/12_run.ipynb #73948ea2
 def query_key(fingerprint: str, query, options: dict | None = None) -> str:
@@ -78,6 +147,39 @@ def query_key(fingerprint: str, query, options: dict | None = None) -> str:
     opts = ScoreOptions(**(options or {})) if isinstance(q, RankedQuery) else GenerateOptions.from_kwargs(**(options or {}))
     return cache_key(fingerprint, q, opts.key())
 
+# %% ../nbs/12_run.ipynb #c5ebddca
+def cache_error(path: Path, e: Exception) -> Exception:
+    "The error for a cache file SQLite cannot use: a permission problem, or a file that is not an SQLite database."
+    if any(s in str(e).lower() for s in ("readonly", "read-only", "unable to open", "permission")):
+        return PermissionError(f"cannot write the cache {str(path)!r} ({e}): the file or its folder is not writable (SQLite "
+                               f"also writes {path.name}-wal and {path.name}-shm beside it); fix the permissions, or give "
+                               f"a writable path")
+    return ValueError(f"the cache {str(path)!r} is not a usable SQLite file ({e}); give a new path, or move that file away")
+
+# %% ../nbs/12_run.ipynb #936ff89e
+TABLES = {"responses": "(key TEXT PRIMARY KEY, response TEXT NOT NULL, created REAL NOT NULL)",
+          "claims": "(key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL)"}
+
+def open_cache_db(path: Path) -> sqlite3.Connection:
+    "A connection to the cache file, checked before anything is computed: an SQLite file, holding only our tables, writable."
+    try: db = sqlite3.connect(str(path), timeout=60, isolation_level=None)
+    except sqlite3.DatabaseError as e: raise cache_error(path, e) from None
+    try:
+        tables = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        cols = {n: [r[1] for r in db.execute(f"PRAGMA table_info('{n}')")] for n in tables}
+        foreign = sorted(n for n in tables if n not in TABLES or cols[n] != [c.split()[0] for c in TABLES[n][1:-1].split(", ")])
+        if foreign:
+            raise ValueError(f"the cache {str(path)!r} is another program's SQLite database (tables {foreign}); alfred_fm "
+                             f"would switch it to WAL mode and add its tables: give the cache a new path")
+        db.execute("PRAGMA journal_mode=WAL")
+        for n, columns in TABLES.items(): db.execute(f"CREATE TABLE IF NOT EXISTS {n} {columns}")
+        db.execute("BEGIN IMMEDIATE"); db.execute("DELETE FROM responses WHERE 0"); db.execute("ROLLBACK")   # writable?
+        return db
+    except BaseException as e:
+        db.close()
+        if isinstance(e, sqlite3.DatabaseError): raise cache_error(path, e) from None
+        raise
+
 # %% ../nbs/12_run.ipynb #aef4a3d3
 class ResultCache:
     "Finished responses in a SQLite file, by key; written a transaction per chunk, readable while a run writes."
@@ -85,14 +187,9 @@ class ResultCache:
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise FileNotFoundError(f"cannot create the cache {str(self.path)!r}: its folder does not exist")
-        try:
-            self.db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("CREATE TABLE IF NOT EXISTS responses "
-                            "(key TEXT PRIMARY KEY, response TEXT NOT NULL, created REAL NOT NULL)")
-        except sqlite3.DatabaseError as e:
-            raise ValueError(f"the cache {str(self.path)!r} is not a usable SQLite file ({e}); "
-                             f"give a new path, or move that file away") from None
+        if self.path.is_dir(): raise IsADirectoryError(f"the cache {str(self.path)!r} is a folder; give a file path in it")
+        self.db = open_cache_db(self.path)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"   # this run, in the claims table
 
     def get(self, keys: list[str]) -> dict:
         "The stored responses among `keys`, by key."
@@ -104,56 +201,161 @@ class ResultCache:
         return out
 
     def put(self, items: dict):
-        "Store responses by key, all or none."
+        "Store responses by key, all or none (and drop this run's claims on them)."
         now = time.time()
         with self.db:   # one transaction
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?)",
                                 [(k, response_to_json(r), now) for k, r in items.items()])
+            self.db.executemany("DELETE FROM claims WHERE key = ? AND owner = ?", [(k, self.owner) for k in items])
 
     def __len__(self): return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
     def close(self): self.db.close()
 
+# %% ../nbs/12_run.ipynb #d0de17e1
+CLAIM_SECONDS = 600.0   # how long a claim holds while its run computes the chunk (at least 3 chunks' time)
+
+def claim_alive(owner: str) -> bool:
+    "Whether the run that made a claim may still be working: another machine's, or a process of this one that exists."
+    host, pid, _ = owner.split(":")
+    if host != socket.gethostname(): return True
+    try: os.kill(int(pid), 0)
+    except ProcessLookupError: return False
+    except (PermissionError, ValueError): return True
+    return True
+
+# %% ../nbs/12_run.ipynb #5622d787
+@patch
+def claim(self: ResultCache, keys: list[str], seconds: float = CLAIM_SECONDS) -> tuple[set, set]:
+    "Claim, in one transaction, the `keys` no one has stored or claimed: (keys this run claimed, keys another live run holds)."
+    now, keys = time.time(), list(dict.fromkeys(keys))
+    with self.db:
+        self.db.execute("BEGIN IMMEDIATE")
+        held, stored = {}, set()
+        for i in range(0, len(keys), 500):
+            part, marks = keys[i:i + 500], ",".join("?" * len(keys[i:i + 500]))
+            stored |= {k for (k,) in self.db.execute(f"SELECT key FROM responses WHERE key IN ({marks})", part)}
+            held.update((k, (o, e)) for k, o, e in self.db.execute(f"SELECT * FROM claims WHERE key IN ({marks})", part))
+        busy = {k for k, (o, e) in held.items() if o != self.owner and e > now and claim_alive(o)}
+        mine = [k for k in keys if k not in stored and k not in busy]
+        self.db.executemany("INSERT OR REPLACE INTO claims VALUES (?, ?, ?)", [(k, self.owner, now + seconds) for k in mine])
+    return set(mine), busy
+
+# %% ../nbs/12_run.ipynb #9f1622d6
+@patch
+def release(self: ResultCache):
+    "Drop this run's claims."
+    with self.db: self.db.execute("DELETE FROM claims WHERE owner = ?", (self.owner,))
+
 # %% ../nbs/12_run.ipynb #fa610e9c
-def jsonl_line(i: int, q, response) -> str:
-    "One line of a run's JSON Lines file: the query's index, the query, and its response."
-    return json.dumps({"index": i, "query": query_json(q), "response": json.loads(response_to_json(response))},
-                      ensure_ascii=False) + "\n"
+def jsonl_line(i: int, q, response, key: str | None = None) -> str:
+    "One line of a run's JSON Lines file: the query's index, the query, its response (and its cache key, with a cache)."
+    row = {"index": i, "query": query_json(q), "response": json.loads(response_to_json(response))}
+    return json.dumps({**row, "key": key} if key is not None else row, ensure_ascii=False, allow_nan=False) + "\n"
+
+# %% ../nbs/12_run.ipynb #f77c2f07
+def jsonl_rows(data: bytes, path) -> list[dict]:
+    "The rows of a JSON Lines file's bytes; a last line cut short is left out, with a warning."
+    lines = data.split(b"\n")
+    rows = []
+    for n, line in enumerate(lines):
+        if not line.strip(): continue
+        try: rows.append(json.loads(line))
+        except ValueError as e:
+            if any(rest.strip() for rest in lines[n + 1:]): raise ValueError(f"line {n + 1} of {str(path)!r} is not JSON ({e})") from None
+            warnings.warn(f"the last line of {str(path)!r} was cut short (a run killed while writing it?); it is left out")
+    return rows
 
 # %% ../nbs/12_run.ipynb #9f3fba00
 def read_jsonl(path) -> list:
     "The responses a `run(..., jsonl=path)` wrote, in the order of its queries."
-    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = jsonl_rows(Path(path).read_bytes(), path)
     return [response_from_json(r["response"]) for r in sorted(rows, key=lambda r: r["index"])]
+
+# %% ../nbs/12_run.ipynb #593acff3
+def open_jsonl(path, keys: list[str] | None, overwrite: bool):
+    "The JSON Lines file to stream to, opened to append, and the indices of the answers it already holds."
+    path, fix = Path(path), "pass overwrite=True to replace it, or give another path"
+    data = path.read_bytes() if path.is_file() else b""
+    if overwrite or not data.strip(): return open(path, "w", encoding="utf-8"), set()
+    if keys is None: raise FileExistsError(f"the JSON Lines file {str(path)!r} already holds answers, and a run without "
+                                           f"cache= would replace them: {fix}, or run with the cache that made them")
+    done = set()
+    for r in jsonl_rows(data, path):
+        i = r.get("index")
+        if not (isinstance(i, int) and 0 <= i < len(keys) and r.get("key") == keys[i]):
+            raise FileExistsError(f"the JSON Lines file {str(path)!r} holds answers that are not this run's (index {i}: "
+                                  f"another query, other options or another model): {fix}")
+        done.add(i)
+    tail = data[data.rfind(b"\n") + 1:]
+    with open(path, "r+b") as f:
+        try: json.loads(tail); f.seek(0, 2); f.write(b"\n" if tail.strip() else b"")   # a whole last line: end it
+        except ValueError: f.truncate(len(data) - len(tail))                           # a cut one: drop it
+    return open(path, "a", encoding="utf-8"), done
+
+# %% ../nbs/12_run.ipynb #280dd49d
+def check_queries(backend, qs: list, score_opts: ScoreOptions | None, generate_opts: GenerateOptions | None):
+    "Tokenise and length-check every query before the first forward pass: what `score` and `generate` check, for all at once."
+    ranked = [q for q in qs if isinstance(q, RankedQuery)]
+    if ranked:
+        backend.check_can("score candidates")
+        with warnings.catch_warnings():   # prompts cut to fit are reported where they are scored
+            warnings.simplefilter("ignore")
+            plan_queries(backend, ranked, score_opts)
+    if len(ranked) < len(qs): backend.check_can("generate")
+    for i, q in enumerate(qs):
+        if isinstance(q, CompletionQuery):
+            n = backend.query_length(backend.prompt_ids(q.prompt), [[0] * generate_opts.max_new_tokens])
+            backend.check_length(n, f"query {i} (prompt + max_new_tokens)")
+
+# %% ../nbs/12_run.ipynb #0ad688f1
+def answer_chunk(backend, qs: list, idx: list[int], out: list, keys: list | None, store: ResultCache | None, opts: list,
+                 stats: dict, sink, written: set, seconds: float) -> list[int]:
+    "Answer `qs` at `idx` into `out`: from the cache, or computed and stored where claimed; the indices another run holds."
+    found = store.get([keys[i] for i in idx]) if store is not None else {}
+    for i in idx: out[i] = found.get(keys[i]) if store is not None else None
+    missing = [i for i in idx if out[i] is None]
+    mine, _ = store.claim([keys[i] for i in missing], seconds) if store is not None and missing else (None, None)
+    todo = [i for i in missing if mine is None or keys[i] in mine]
+    for i, r in zip(todo, answer(backend, [qs[i] for i in todo], *opts) if todo else []): out[i] = r
+    if store is not None and todo: store.put({keys[i]: out[i] for i in todo})
+    stats["cached"] += len(idx) - len(missing); stats["computed"] += len(todo)
+    if sink:
+        ready = [i for i in idx if out[i] is not None and i not in written]
+        sink.writelines(jsonl_line(i, qs[i], out[i], keys and keys[i]) for i in ready); sink.flush(); written.update(ready)
+    return [i for i in missing if out[i] is None]
 
 # %% ../nbs/12_run.ipynb #04351403
 def run_saved(backend, qs: list, score_opts, generate_opts, cache, jsonl, chunk_size: int, progress: bool,
-              fingerprint, stats: dict) -> list:
+              fingerprint, stats: dict, overwrite: bool = False) -> list:
     "Answer `qs` chunk by chunk, taking what `cache` holds, saving each finished chunk, streaming to `jsonl`."
     if not isinstance(chunk_size, int) or chunk_size < 1: raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    if cache is not None and jsonl is not None and Path(jsonl).resolve() == Path(cache).resolve():
+        raise ValueError(f"jsonl= and cache= name the same file {str(jsonl)!r}: the JSON Lines stream would destroy the "
+                         f"cache; give the JSON Lines file another name")
     store = ResultCache(cache) if cache is not None else None   # a bad path fails before the fingerprint reads every weight
-    keys = ([cache_key(fingerprint(), q, (score_opts if isinstance(q, RankedQuery) else generate_opts).key()) for q in qs]
-            if store is not None else None)
-    quiet = [o.replace(progress=False) if o is not None else None for o in (score_opts, generate_opts)]
-    out = [None] * len(qs)
+    sink, bar = None, tqdm(total=len(qs), desc="run", disable=not progress)
+    out, waiting, seconds = [None] * len(qs), [], CLAIM_SECONDS
     stats.update(cached=0, computed=0)
-    sink = open(jsonl, "w", encoding="utf-8") if jsonl is not None else None
-    bar = tqdm(total=len(qs), desc="run", disable=not progress)
+    quiet = [o.replace(progress=False) if o is not None else None for o in (score_opts, generate_opts)]
     try:
+        fp = fingerprint() if store is not None else None
+        keys = [cache_key(fp, q, (score_opts if isinstance(q, RankedQuery) else generate_opts).key()) for q in qs] if fp else None
+        sink, written = open_jsonl(jsonl, keys, overwrite) if jsonl is not None else (None, set())
+        job = lambda idx: answer_chunk(backend, qs, idx, out, keys, store, quiet, stats, sink, written, seconds)
         for start in range(0, len(qs), chunk_size):
-            idx = list(range(start, min(len(qs), start + chunk_size)))
-            found = store.get([keys[i] for i in idx]) if store is not None else {}
-            for i in idx: out[i] = found.get(keys[i]) if store is not None else None
-            todo = [i for i in idx if out[i] is None]
-            for i, r in zip(todo, answer(backend, [qs[i] for i in todo], *quiet) if todo else []): out[i] = r
-            if store is not None and todo: store.put({keys[i]: out[i] for i in todo})
-            stats["cached"] += len(idx) - len(todo); stats["computed"] += len(todo)
-            if sink: sink.writelines(jsonl_line(i, qs[i], out[i]) for i in idx); sink.flush()
-            bar.update(len(idx)); bar.set_postfix(cached=stats["cached"])
+            idx, began = list(range(start, min(len(qs), start + chunk_size))), time.time()
+            left = job(idx)
+            waiting += left; seconds = max(CLAIM_SECONDS, 3 * (time.time() - began))
+            bar.update(len(idx) - len(left)); bar.set_postfix(cached=stats["cached"])
+        while waiting:   # what other runs claimed: read from the cache when they store it, taken over if they stop
+            left = [i for s in range(0, len(waiting), chunk_size) for i in job(waiting[s:s + chunk_size])]
+            bar.update(len(waiting) - len(left)); waiting = left
+            if waiting: time.sleep(0.2)
     finally:
         bar.close()
         if sink: sink.close()
-        if store is not None: store.close()
+        if store is not None: store.release(); store.close()
     return out
 
 # %% ../nbs/12_run.ipynb #edd62935
@@ -162,15 +364,17 @@ def run_queries(backend, # the model's backend
                 cache=None, # a SQLite file that keeps every finished response
                 jsonl=None, # a JSON Lines file to write each response to, in order
                 chunk_size: int = 256, # with `cache` or `jsonl`: queries answered (and saved) together
-                fingerprint=None, # a function giving the model's fingerprint (called only with `cache`)
+                fingerprint=None, # a function giving the model's fingerprint (called once, only with `cache`)
                 stats: dict | None = None, # filled with the scoring batches' statistics
                 run_stats: dict | None = None, # filled with how many answers were cached and computed
+                overwrite: bool = False, # replace a `jsonl` file that holds answers (else: resumed with `cache`, refused without)
                 **kwargs): # options for `score` and `generate`
     "Answer queries: `RankedResponse` for ranking questions, `CompletionResponse` for prompts, in order."
     qs, single = as_queries(queries)
     if not qs: return []
     score_opts, generate_opts = run_options(qs, kwargs)
+    check_queries(backend, qs, score_opts, generate_opts)
     if cache is None and jsonl is None: out = answer(backend, qs, score_opts, generate_opts, stats)
     else: out = run_saved(backend, qs, score_opts, generate_opts, cache, jsonl, chunk_size, kwargs.get("progress", True),
-                          fingerprint, {} if run_stats is None else run_stats)
+                          fingerprint, {} if run_stats is None else run_stats, overwrite)
     return out[0] if single else out

@@ -25,8 +25,24 @@ class PlannedQuery:
     name: str # "query 3", or "content-free prompt '…' (calibrate)"
     query: RankedQuery
     ctx: list = field(default_factory=list) # the prompt's token ids (cut to fit with truncation="left")
-    conts: list = field(default_factory=list) # each candidate's token ids
+    conts: list = field(default_factory=list) # each candidate's token ids, then the prompt's tail where it has one
+    tail: list = field(default_factory=list) # the prompt's last tokens that a candidate merges with (usually none)
     calibrates: tuple | None = None # the candidates of the queries this content-free prompt calibrates
+
+    def candidate_tokens(self) -> list[list[int]]:
+        "The tokens each candidate's score covers: its own after the prompt's, or the joint text's where it merges."
+        t = len(self.tail)
+        return [c[t:] if c[:t] == self.tail else c for c in self.conts[:len(self.query.candidates)]]
+
+    def candidate_logprobs(self, lps: list) -> list[torch.Tensor]:
+        "Each candidate's token log-probabilities from those of `conts`; a merged candidate's first has the tail's taken off."
+        if not self.tail: return lps
+        t, tail = len(self.tail), lps[-1].double().sum()
+        out = []
+        for c, lp in zip(self.conts[:-1], lps[:-1]):
+            if c[:t] == self.tail: out.append(lp[t:])
+            else: lp = lp.clone(); lp[0] = lp[0].double() - tail; out.append(lp)   # log p(prompt + c) − log p(prompt)
+        return out
 
 # %% ../nbs/10_scoring.ipynb #0be9c921
 def plan_queries(backend, # the model's backend
@@ -40,7 +56,8 @@ def plan_queries(backend, # the model's backend
                 for ls in label_sets for p in prompts]
     cut = []
     for pq in planned:
-        ctx, pq.conts = backend.query_ids(pq.query.prompt, pq.query.candidates, opts.count_eos)
+        ctx, pq.conts, pq.tail = backend.split_query(pq.query.prompt, pq.query.candidates, opts.count_eos)
+        if pq.tail: pq.conts = pq.conts + [pq.tail]   # scored in the same row, to be taken off the merged candidates
         pq.ctx, n = backend.fit_prompt(ctx, pq.conts, opts.truncation, f"{pq.name} (prompt + its longest candidate)")
         if n: cut.append(pq.name)
     if cut: warnings.warn(f"{len(cut)} prompt(s) ({', '.join(cut[:10])}{'…' if len(cut) > 10 else ''}) did not fit in "
@@ -108,7 +125,7 @@ def run_plan(backend, plan: ScoringPlan, opts: ScoreOptions, stats: dict | None 
     out = [[None] * len(q.conts) for q in plan.queries]
     for row, lps in zip(plan.rows, done):
         for ci, lp in zip(row.candidates, lps): out[row.query][ci] = lp
-    return out
+    return [q.candidate_logprobs(lps) for q, lps in zip(plan.queries, out)]
 
 # %% ../nbs/10_scoring.ipynb #99952fb1
 def normalized_logprob(token_logprobs, # the candidate's token log-probabilities (tensor or floats)
@@ -162,7 +179,7 @@ def candidate_table(backend, query: RankedQuery, logprobs: list) -> dict:
 def _token_detail(backend, pq: PlannedQuery, lps: list) -> dict:
     "candidate -> [(token text, log-probability)]"
     return {c: [(backend.tokenizer.decode([t]), v) for t, v in zip(cont, lp.tolist())]
-            for c, cont, lp in zip(pq.query.candidates, pq.conts, lps)}
+            for c, cont, lp in zip(pq.query.candidates, pq.candidate_tokens(), lps)}
 
 # %% ../nbs/10_scoring.ipynb #09efd9ff
 def score_queries(backend, # the model's backend
@@ -200,9 +217,13 @@ def score_batch(backend, # the model's backend
         prompts = batch if tokenized else [backend.prompt_ids(p) for p in batch]
         cands, rows = [None] * len(batch), list(backend.next_token_logprobs(prompts))
     else:
-        pairs = batch if tokenized else [(p, k[0]) for p, k in (backend.query_ids(p, [c], count_eos) for p, c in batch)]
-        prompts, cands = [p for p, _ in pairs], [c for _, c in batch]
-        rows = [lp.double().sum().float() for lp in backend.pair_logprobs(pairs)]
+        split = ([(p, k, []) for p, k in batch] if tokenized else
+                 [(ctx, conts[0], tail) for ctx, conts, tail in (backend.split_query(p, [c], count_eos) for p, c in batch)])
+        tails = [(ctx, tail) for ctx, _, tail in split if tail]   # a merged candidate: log p(prompt + c) − log p(prompt)
+        lps = backend.pair_logprobs([(ctx, k) for ctx, k, _ in split] + tails)
+        taken = iter(lps[len(split):])
+        rows = [(lp.double().sum() - (next(taken).double().sum() if tail else 0)).float() for lp, (_, _, tail) in zip(lps, split)]
+        prompts, cands = [list(ctx) + list(tail) for ctx, _, tail in split], [c for _, c in batch]
     states = [None] * len(batch)
     if hidden_state:
         ids, mask = pad(prompts, backend.pad_id, side="right")

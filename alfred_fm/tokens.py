@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 # %% auto #0
-__all__ = ['first_id', 'pad_id', 'eos_id', 'bos_prefix', 'causal_prompt_ids', 'move_trailing_space', 'joint_split',
-           'check_candidate_tokens']
+__all__ = ['first_id', 'pad_id', 'eos_id', 'bos_prefix', 'causal_prompt_ids', 'move_trailing_space', 'shared_length',
+           'joint_split', 'check_candidate_tokens']
 
 # %% ../nbs/06_tokens.ipynb #1e7e7a45
 def first_id(v):
@@ -52,20 +52,29 @@ def move_trailing_space(context: str, continuation: str) -> tuple[str, str]:
     n = len(context) - len(context.rstrip())
     return (context[:-n], context[-n:] + continuation) if n else (context, continuation)
 
-# %% ../nbs/06_tokens.ipynb #4a31dd58
+# %% ../nbs/06_tokens.ipynb #3884f1dd
+def shared_length(a: list, b: list) -> int:
+    "How many tokens `a` and `b` share at the start."
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]: n += 1
+    return n
+
+# %% ../nbs/06_tokens.ipynb #e361d40a
 def joint_split(tokenizer, # the model's tokenizer
                 prompt: str, # the prompt as given
                 candidates: list[str] # its continuations
-               ) -> tuple[str, list[list[int]]]:
-    "The prompt without its trailing space, and each candidate's token ids: what prompt + candidate adds after the prompt."
+               ) -> tuple[str, list[int], list[list[int]]]:
+    "The prompt without its trailing space; the prompt's last tokens that a candidate merges with (usually none); each candidate's tokens after what all share."
     pairs = [move_trailing_space(prompt, c) for c in candidates]
     context = pairs[0][0]
-    n = len(tokenizer(context, add_special_tokens=False)["input_ids"])
+    body = list(tokenizer(context, add_special_tokens=False)["input_ids"])
     wholes = tokenizer([context + c for _, c in pairs], add_special_tokens=False)["input_ids"]
-    return context, [list(w[n:]) for w in wholes]
+    k = min((shared_length(body, w) for w in wholes), default=len(body))
+    return context, body[k:], [list(w[k:]) for w in wholes]
 
-# %% ../nbs/06_tokens.ipynb #99142e9c
-def check_candidate_tokens(prompt: str, candidates: list[str], conts: list[list[int]]):
-    "Raise a clear error for a candidate that has no tokens."
+# %% ../nbs/06_tokens.ipynb #c6b88178
+def check_candidate_tokens(prompt: str, candidates: list[str], conts: list[list[int]], tail: list[int] = ()):
+    "Raise a clear error for a candidate that adds no tokens to the prompt (`conts` as `joint_split` gives them)."
+    tail = list(tail)
     for c, ids in zip(candidates, conts):
-        if not ids: raise ValueError(f"candidate {c!r} of prompt {prompt[:60]!r} has no tokens; give a non-empty candidate")
+        if ids == tail: raise ValueError(f"candidate {c!r} of prompt {prompt[:60]!r} has no tokens; give a non-empty candidate")

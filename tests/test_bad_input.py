@@ -5,6 +5,7 @@ import importlib.util
 import json
 import math
 import re
+import sqlite3
 import warnings
 from pathlib import Path
 
@@ -65,6 +66,15 @@ def row_empty_candidate_seq2seq(t5, **_):
     assert conts == [[t5.backend.eos_id]]
     assert r.logits[""] == pytest.approx(reference_scores(t5, ("translate: hi", [""]))[""], abs=1e-4)
     with raises(ValueError, "has no tokens"): t5.score(("translate: hi", [""]), count_eos=False)
+
+def row_candidate_merges_with_prompt(llama, **_):
+    # policy: a candidate that merges with the prompt's last tokens is scored log p(prompt + c) − log p(prompt)
+    from alfred_fm.fixtures import whole_text_reference
+    prompt, cands = "Sentiment: posi", ["tive", " negative"]
+    assert llama.backend.split_query(prompt, cands)[2], "the prompt's tail must merge with 'tive' in this tokenizer"
+    r = llama.score((prompt, cands), progress=False)
+    for c, v in whole_text_reference(llama.model, llama.tokenizer, prompt, cands).items():
+        assert r.logits[c] == pytest.approx(v, abs=1e-4)
 
 def row_empty_prompt_causal(llama, **_):
     r = llama.score(("", [" yes", " no"]), progress=False)            # policy: the candidate follows BOS (or EOS)
@@ -186,10 +196,139 @@ def row_cache_folder_missing(llama, no_forward, tmp_path, **_):
         no_forward(llama).run([("Q:", [" a"])], cache=tmp_path / "no" / "such" / "c.sqlite")
 
 
+def row_jsonl_holds_answers(llama, no_forward, tmp_path, **_):
+    (tmp_path / "x.jsonl").write_text('{"index": 0}\n')
+    with raises(FileExistsError, "already holds answers, and a run without cache= would replace them"):
+        no_forward(llama).run([("Q:", [" a"])], jsonl=tmp_path / "x.jsonl")
+    assert (tmp_path / "x.jsonl").read_text() == '{"index": 0}\n'
+
+def row_jsonl_is_the_cache(llama, no_forward, tmp_path, **_):
+    with raises(ValueError, "jsonl= and cache= name the same file"):
+        no_forward(llama).run([("Q:", [" a"])], cache=tmp_path / "c.sqlite", jsonl=tmp_path / "c.sqlite")
+
+def row_jsonl_cut_line(llama, tmp_path, **_):
+    from alfred_fm.run import read_jsonl
+    r = llama.run([("Q:", [" a", " b"])], jsonl=tmp_path / "x.jsonl", progress=False)
+    with open(tmp_path / "x.jsonl", "a") as f: f.write('{"index": 1, "que')
+    with pytest.warns(UserWarning, match="was cut short"): assert read_jsonl(tmp_path / "x.jsonl") == r
+
+def row_cache_read_only(llama, no_forward, tmp_path, monkeypatch, **_):
+    connect = sqlite3.connect   # as SQLite sees a file without write permission (chmod does not stop root)
+    monkeypatch.setattr(sqlite3, "connect", lambda p, *a, **k: connect(f"file:{p}?mode=ro", *a, **{**k, "uri": True}))
+    with raises(PermissionError, "is not writable"): no_forward(llama).run([("Q:", [" a"])], cache=tmp_path / "c.sqlite")
+
+def row_cache_of_another_program(llama, no_forward, tmp_path, **_):
+    with sqlite3.connect(tmp_path / "app.sqlite") as c: c.execute("CREATE TABLE people (name TEXT)")
+    with raises(ValueError, "is another program's SQLite database"):
+        no_forward(llama).run([("Q:", [" a"])], cache=tmp_path / "app.sqlite")
+
+def row_candidate_named_like_a_tag(llama, tmp_path, **_):
+    q = ("Q:", ["__tensor__", "dtype"])
+    first = llama.run([q], cache=tmp_path / "c.sqlite", progress=False)
+    assert llama.run([q], cache=tmp_path / "c.sqlite", progress=False) == first and llama.last_run_stats["cached"] == 1
+
+def row_bad_query_in_a_later_chunk(llama, no_forward, tmp_path, **_):
+    qs = [("Q:", [" a"])] * 3 + [("Q:", [" a", ""])]
+    with raises(ValueError, "has no tokens"): no_forward(llama).run(qs, cache=tmp_path / "c.sqlite", chunk_size=1)
+
+def row_option_without_content(llama, no_forward, tmp_path, **_):
+    with raises(TypeError, "the option prefix_allowed_tokens_fn cannot be part of a cache key"):
+        no_forward(llama).run(["Hi"], cache=tmp_path / "c.sqlite", prefix_allowed_tokens_fn=lambda b, ids: [1])
+
+def row_cache_shared_by_two_runs(llama, tmp_path, **_):
+    import os, socket, threading, time
+    from alfred_fm.run import ResultCache
+    qs, db = [("Q1:", [" a", " b"]), ("Q2:", [" a", " b"])], tmp_path / "c.sqlite"
+    theirs, key = llama.run(qs[1], progress=False), llama.query_key(qs[1])
+    ResultCache(db).close()
+    with sqlite3.connect(db) as c:   # another live run has claimed Q2 and stores its answer a moment later
+        c.execute("INSERT INTO claims VALUES (?, ?, ?)", (key, f"{socket.gethostname()}:{os.getpid()}:other", time.time() + 60))
+    def other_run():
+        time.sleep(1); store = ResultCache(db); store.put({key: theirs}); store.db.execute("DELETE FROM claims"); store.close()
+    threading.Thread(target=other_run).start()
+    out = llama.run(qs, cache=db, progress=False)
+    assert llama.last_run_stats == {"cached": 1, "computed": 1} and out[1] == theirs
+def row_gguf_folder_code(tmp_path, **_):
+    from transformers import AutoTokenizer
+    from alfred_fm.loading import bundled_model
+    gguf = bundled_model()
+    (tmp_path / "model.gguf").symlink_to(gguf)
+    (tmp_path / "evil.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').write('ran')\n"
+                                      "from transformers import PreTrainedTokenizerFast as Evil\n")
+    (tmp_path / "tokenizer_config.json").write_text('{"auto_map": {"AutoTokenizer": ["evil.Evil", "evil.Evil"]}}')
+    m = HuggingFaceModel(str(tmp_path / "model.gguf"))                    # trust_remote_code=True, Alfred's default
+    assert not (tmp_path / "ran").exists()
+    own = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, trust_remote_code=False)
+    assert m.tokenizer("Hello there <|im_end|>").input_ids == own("Hello there <|im_end|>").input_ids
+
+def row_remote_code(tmp_path, **_):
+    d = tiny_llama(tmp_path / "m")
+    (d / "tokenization_mine.py").write_text("raise SystemExit('this must not be imported by the test')\n")
+    (d / "tokenizer_config.json").write_text(json.dumps({**json.loads((d / "tokenizer_config.json").read_text()),
+                                                         "auto_map": {"AutoTokenizer": [None, "tokenization_mine.Mine"]}}))
+    # the warning comes before loading; the test suite then blocks the code itself (tests/conftest.py)
+    with pytest.warns(UserWarning, match=re.escape(f"Python code from the model's repository: {d / 'tokenization_mine.py'}")):
+        with raises(OSError, "tried to load code from its repository"): HuggingFaceModel(str(d))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        HuggingFaceModel(str(d), trust_remote_code=False)                 # the tokenizer's built-in class
+    assert not [w for w in seen if "trust_remote_code=True runs" in str(w.message)]
+
+def row_int8_gguf(monkeypatch, **_):
+    import transformers
+    from alfred_fm.loading import bundled_model
+    def no_load(*a, **k): raise AssertionError("the configuration or weights were read")
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", no_load)
+    with raises(ValueError, "int_8=True cannot load the GGUF file 'SmolLM2-135M-Instruct.Q4_1.gguf'"):
+        HuggingFaceModel(str(bundled_model()), int_8=True)
+
+def row_float16_auto(tmp_path, monkeypatch, **_):
+    import alfred_fm.loading
+    from transformers import AutoModelForCausalLM
+    d = tiny_llama(tmp_path / "m")
+    AutoModelForCausalLM.from_pretrained(d).half().save_pretrained(d)         # a checkpoint stored in float16
+    monkeypatch.setattr(alfred_fm.loading, "resolve_dtype", lambda dtype, cuda: "auto")   # as on a GPU
+    with pytest.warns(UserWarning, match=re.escape("dtype='auto' loaded this model in float16")):
+        m = HuggingFaceModel(str(d), trust_remote_code=False)
+    assert m.dtype == torch.float16
+    monkeypatch.undo()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert HuggingFaceModel(str(d), trust_remote_code=False).dtype == torch.float32   # "auto" on a CPU: float32
+    assert not [w for w in seen if "float16" in str(w.message)]
+
+def row_non_finite_generation(llama_dir, **_):
+    m = HuggingFaceModel(str(llama_dir), trust_remote_code=False)
+    with torch.no_grad(): m.model.get_input_embeddings().weight[m.tokenizer(" France").input_ids[0]] = float("nan")
+    with raises(ValueError, "prompt 1: a next-token logit is NaN or inf: the model overflowed"):
+        m.generate(["Hi", "The capital of France is"], max_new_tokens=3, batch_size=1, progress=False)
+
+def row_non_finite_embedding(llama_dir, **_):
+    m = HuggingFaceModel(str(llama_dir), trust_remote_code=False)
+    with torch.no_grad(): m.model.get_input_embeddings().weight[m.tokenizer(" France").input_ids[0]] = float("nan")
+    with raises(ValueError, "text 1: its embedding is NaN or inf: the model overflowed"):
+        m.encode(["Hi", "The capital of France is"], batch_size=1, progress=False)
+
+def row_out_of_memory(llama, monkeypatch, **_):
+    import weakref
+    queries = [("Q:", [" a", " b"]), ("The capital of France is", [" Paris", " London"]), ("Hi", [" there"])]
+    want, real, held = llama.score(queries, progress=False), llama.backend.logprobs, []
+    def tight(rows, packed):      # a device that fits one row at a time
+        if held: assert held[-1]() is None, "the failed batch's tensors were still alive at the retry"
+        work = torch.ones(len(rows), 64); held.append(weakref.ref(work))
+        if len(rows) > 1: raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
+        return real(rows, packed)
+    monkeypatch.setattr(llama.backend, "logprobs", tight)
+    got = llama.score(queries, progress=False)
+    assert llama.last_stats["oom_splits"] >= 1 and len(held) > 2
+    for g, w in zip(got, want): assert g.logits == pytest.approx(w.logits, abs=1e-4)
+
+
 ROWS = {name[4:].replace("_", "-"): f for name, f in dict(globals()).items() if name.startswith("row_")}
+SLOW_ROWS = {"gguf-folder-code"}   # loads the bundled GGUF (about 20 s): run with the slow set
 
 
-@pytest.mark.parametrize("row", sorted(ROWS))
+@pytest.mark.parametrize("row", [pytest.param(r, marks=pytest.mark.slow) if r in SLOW_ROWS else r for r in sorted(ROWS)])
 def test_bad_input(row, request, tmp_path, monkeypatch, no_forward):
     f = ROWS[row]
     wanted = f.__code__.co_varnames[:f.__code__.co_argcount]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from alfred_fm import HuggingFaceModel
+from alfred_fm import CompletionQuery, HuggingFaceModel
 from alfred_fm.fixtures import tiny_llama
 from alfred_fm.responses import response_from_json
 from long_run_queries import queries
@@ -64,3 +64,44 @@ def test_two_processes_equal_one(tmp_path):
     assert results[0]["again"] == results[0]["cached"]
     with sqlite3.connect(tmp_path / "out.sqlite") as c:
         assert c.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 45
+
+
+def test_runs_sharing_a_cache_compute_each_answer_once(tmp_path):
+    """Two runs of the same queries at once (threads, each with its own model and SQLite connection; processes work
+    the same way): every answer is computed by one of them and read from the cache by the other, never twice."""
+    import threading, time
+    folder = str(tiny_llama(tmp_path / "model"))
+    models = [HuggingFaceModel(folder, trust_remote_code=False) for _ in range(2)]
+    for m in models:   # slow forwards, so the two runs overlap
+        forward = m.model.forward
+        m.model.forward = lambda *a, _f=forward, **k: (time.sleep(0.02), _f(*a, **k))[1]
+    qs, db, start = queries(40), tmp_path / "shared.sqlite", threading.Barrier(2)
+    results = [None, None]
+    def job(n):
+        start.wait()
+        results[n] = models[n].run(qs, cache=db, chunk_size=4, max_new_tokens=3, progress=False)
+    threads = [threading.Thread(target=job, args=(n,)) for n in (0, 1)]
+    for t in threads: t.start()
+    for t in threads: t.join(timeout=300)
+    stats = [m.last_run_stats for m in models]
+    assert sum(s["computed"] for s in stats) == 40, stats                # each answer computed once
+    assert all(s["computed"] + s["cached"] == 40 for s in stats), stats   # and every run has all of them
+    assert results[0] == results[1]
+    assert results[0] == models[0].run(qs, cache=tmp_path / "fresh.sqlite", chunk_size=4, max_new_tokens=3, progress=False)
+    with sqlite3.connect(db) as c: assert c.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
+
+
+def test_a_dead_runs_claims_are_taken_over(tmp_path):
+    import socket, time
+    folder = str(tiny_llama(tmp_path / "model"))
+    m = HuggingFaceModel(folder, trust_remote_code=False)
+    qs, db = queries(10), tmp_path / "shared.sqlite"                     # the last one a prompt to complete
+    keys = [m.query_key(q, {"max_new_tokens": 3} if isinstance(q, CompletionQuery) else {}) for q in qs]
+    m.run(qs[:1], cache=db, progress=False)                               # creates the tables
+    with sqlite3.connect(db) as c:
+        c.executemany("INSERT INTO claims VALUES (?, ?, ?)", [(k, f"{socket.gethostname()}:999999999:x", time.time() + 3600)
+                                                              for k in keys[:3]])                 # a killed process
+        c.executemany("INSERT INTO claims VALUES (?, ?, ?)", [(k, "elsewhere:1:x", time.time() - 1) for k in keys[3:]])  # expired
+    began = time.time()
+    m.run(qs, cache=db, max_new_tokens=3, progress=False)
+    assert m.last_run_stats == {"cached": 1, "computed": 9} and time.time() - began < 60

@@ -40,3 +40,43 @@ def test_seq2seq_batched_equals_alone(t5):
     together = t5.generate(PROMPTS, max_new_tokens=8, progress=False)
     for p, r in zip(PROMPTS, together):
         assert r.prediction == t5.generate(p, max_new_tokens=8, progress=False).prediction
+
+
+def _nan_for(word, tmp_path):
+    "A tiny Llama whose embedding of `word`'s first token is NaN, as a float16 overflow would leave it."
+    import torch
+    from alfred_fm import HuggingFaceModel
+    from alfred_fm.fixtures import tiny_llama
+    m = HuggingFaceModel(str(tiny_llama(tmp_path)), trust_remote_code=False)
+    with torch.no_grad(): m.model.get_input_embeddings().weight[m.tokenizer(word).input_ids[0]] = float("nan")
+    return m
+
+
+NAN_PROMPTS = ["Hi", "The capital of France is", "1, 2, 3"]
+
+
+@pytest.mark.parametrize("batch_size", [1, 8])
+def test_nan_logits_are_an_error_naming_the_prompt(tmp_path, batch_size):
+    "A prompt whose next-token logits are NaN is an error naming the caller's prompt, not an empty or NaN completion."
+    m = _nan_for(" France", tmp_path)
+    assert all(r.score == r.score for r in m.generate(NAN_PROMPTS[::2], max_new_tokens=3, progress=False))
+    with pytest.raises(ValueError, match=r"prompt 1: a next-token logit is NaN or inf.*dtype='float32' or 'bfloat16'"):
+        m.generate(NAN_PROMPTS, max_new_tokens=3, batch_size=batch_size, progress=False)
+    with pytest.raises(ValueError, match=r"prompt 1: a next-token logit is NaN or inf"):
+        m._generate_batch(NAN_PROMPTS, padding=False, max_new_tokens=3)
+    with pytest.raises(ValueError, match=r"prompt 1: a next-token logit is NaN or inf"):
+        m.generate(NAN_PROMPTS, max_new_tokens=3, num_beams=2, num_return_sequences=2, progress=False)
+
+
+def test_nan_score_is_an_error_naming_the_prompt(tmp_path, monkeypatch):
+    "Where generation ran on finite logits but the completion's score is NaN, the score is an error too, never returned."
+    from alfred_fm import HuggingFaceModel
+    from alfred_fm.fixtures import tiny_llama
+    m = HuggingFaceModel(str(tiny_llama(tmp_path)), trust_remote_code=False)
+    real = m.backend.pair_logprobs
+    def nan_for_france(pairs):
+        out = real(pairs)
+        return [lp * float("nan") if m.tokenizer.decode(ctx).endswith("France is") else lp for (ctx, _), lp in zip(pairs, out)]
+    monkeypatch.setattr(m.backend, "pair_logprobs", nan_for_france)
+    with pytest.raises(ValueError, match=r"prompt 1: its completion's score is NaN or inf.*dtype='float32' or 'bfloat16'"):
+        m.generate(NAN_PROMPTS, max_new_tokens=3, batch_size=1, progress=False)

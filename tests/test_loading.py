@@ -22,12 +22,18 @@ def test_gguf_loads_causal_float32_on_cpu(smol):
         assert smol.device.type == "cpu"   # device_map="auto" (the default) on a CPU-only machine
 
 
+def hub_cache(cache, repo: str, folder):
+    "Lay `folder` out in `cache` as the hub client stores `repo`'s snapshot; return the snapshot's folder."
+    entry = cache / ("models--" + repo.replace("/", "--"))
+    shutil.copytree(folder, entry / "snapshots" / ("0" * 40))
+    (entry / "refs").mkdir()
+    (entry / "refs" / "main").write_text("0" * 40)
+    return entry / "snapshots" / ("0" * 40)
+
+
 def test_hub_id_from_a_cache_folder_offline(llama_dir, tmp_path):
     "A hub id resolves through a Hugging Face cache laid out as the hub client writes it (HF_HUB_OFFLINE=1)."
-    snap = tmp_path / "models--alfred-fm--tiny-llama" / "snapshots" / ("0" * 40)
-    shutil.copytree(llama_dir, snap)
-    (tmp_path / "models--alfred-fm--tiny-llama" / "refs").mkdir()
-    (tmp_path / "models--alfred-fm--tiny-llama" / "refs" / "main").write_text("0" * 40)
+    hub_cache(tmp_path, "alfred-fm/tiny-llama", llama_dir)
     m = HuggingFaceModel("alfred-fm/tiny-llama", local_path=str(tmp_path), trust_remote_code=False)
     ref = HuggingFaceModel(str(llama_dir))
     assert m.score(Q, progress=False).logits == pytest.approx(ref.score(Q, progress=False).logits, abs=1e-6)
@@ -115,3 +121,27 @@ def test_device_map_auto_on_cuda(llama_dir):
     m = HuggingFaceModel(str(llama_dir), device_map="auto")
     assert m.device.type == "cuda"
     assert m.score(Q, progress=False).prediction in Q[1]
+
+
+def test_remote_code_named_for_a_cached_hub_snapshot(llama_dir, tmp_path):
+    "A hub id's config read from the local cache names the code that trust_remote_code=True would run, before loading."
+    import json
+    from alfred_fm.loading import model_source, remote_code_files
+    snap = hub_cache(tmp_path, "alfred-fm/custom", llama_dir)
+    config = json.loads((snap / "config.json").read_text())
+    (snap / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoConfig": "configuration_custom.Custom",
+                                                                          "AutoModelForCausalLM": "other/repo--modeling_x.X"}}))
+    source = model_source("alfred-fm/custom", local_path=str(tmp_path))
+    assert remote_code_files(source) == sorted([str(snap / "configuration_custom.py"), "other/repo: modeling_x.py"])
+    with pytest.warns(UserWarning, match="configuration_custom.py"), pytest.raises(OSError, match="tried to load code"):
+        HuggingFaceModel("alfred-fm/custom", local_path=str(tmp_path))
+
+
+@cuda
+def test_float16_checkpoint_with_auto_dtype_on_cuda_warns(llama_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+    AutoModelForCausalLM.from_pretrained(llama_dir).half().save_pretrained(tmp_path)
+    shutil.copy(llama_dir / "tokenizer.json", tmp_path); shutil.copy(llama_dir / "tokenizer_config.json", tmp_path)
+    with pytest.warns(UserWarning, match="dtype='auto' loaded this model in float16"):
+        m = HuggingFaceModel(str(tmp_path), trust_remote_code=False)
+    assert m.device.type == "cuda" and m.dtype == torch.float16

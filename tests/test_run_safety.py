@@ -1,0 +1,219 @@
+"""Never a silent wrong, stale or lost answer (issue 11): a cache key that changes whenever the answer could, JSON Lines
+files that lose nothing, cache files checked before any work, every query checked before the first forward pass."""
+import json
+import math
+import os
+import sqlite3
+import warnings
+
+import pytest
+import torch
+
+import alfred_fm
+import alfred_fm.run as run
+from alfred_fm import CompletionQuery, HuggingFaceModel, RankedQuery
+from alfred_fm.fixtures import tiny_llama
+from alfred_fm.responses import CompletionResponse
+from alfred_fm.run import fingerprint, jsonl_line, read_jsonl
+from long_run_queries import queries
+from test_bad_input import no_forward   # the fixture that makes a model forward fail the test
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return str(tiny_llama(tmp_path_factory.mktemp("run_safety_llama")))
+
+
+@pytest.fixture
+def m(folder):
+    return HuggingFaceModel(folder, trust_remote_code=False)
+
+
+QS = [RankedQuery(f"Q{i}: yes or no?", [" yes", " no"]) for i in range(5)] + [CompletionQuery("Once upon a time")]
+OPTS = dict(chunk_size=2, max_new_tokens=3, progress=False)
+
+
+# ---- item 4: JSON Lines ------------------------------------------------------------------------------------------
+
+def test_a_rerun_without_cache_never_empties_a_jsonl(m, no_forward, tmp_path):
+    out = tmp_path / "labels.jsonl"
+    first = m.run(QS, jsonl=out, **OPTS)
+    before = out.read_bytes()
+    with pytest.raises(FileExistsError, match="pass overwrite=True"): no_forward(m).run(QS, jsonl=out, **OPTS)
+    assert out.read_bytes() == before                                    # untouched, nothing computed
+
+
+def test_overwrite_true_replaces_the_jsonl(m, tmp_path):
+    out = tmp_path / "labels.jsonl"
+    out.write_text('{"index": 0, "query": {}, "response": {"type": "CompletionResponse", "prediction": "old"}}\n')
+    again = m.run(QS, jsonl=out, overwrite=True, **OPTS)
+    assert read_jsonl(out) == again
+
+
+def test_a_jsonl_that_is_the_cache_is_refused_before_any_work(m, no_forward, tmp_path):
+    db = tmp_path / "c.sqlite"
+    m.run(QS, cache=db, **OPTS)
+    with pytest.raises(ValueError, match="name the same file"): no_forward(m).run(QS, cache=db, jsonl=db, **OPTS)
+    with sqlite3.connect(db) as c: assert c.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == len(QS)
+
+
+def test_a_resumed_jsonl_keeps_its_lines_and_appends_the_missing_ones(m, tmp_path):
+    db, out = tmp_path / "c.sqlite", tmp_path / "labels.jsonl"
+    whole = m.run(QS, cache=db, jsonl=out, **OPTS)
+    lines = out.read_bytes().split(b"\n")
+    kept = b"\n".join(lines[:3]) + b"\n"
+    out.write_bytes(kept + lines[3][:25])                                  # killed while writing the fourth line
+    with pytest.warns(UserWarning, match="cut short"): assert m.run(QS, cache=db, jsonl=out, **OPTS) == whole
+    assert out.read_bytes().startswith(kept)                               # the lines there were kept as they were
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_jsonl(out) == whole                                    # the cut line was dropped, the rest appended
+    assert sorted(json.loads(l)["index"] for l in out.read_text().splitlines()) == list(range(len(QS)))
+
+
+def test_a_jsonl_of_another_run_is_not_resumed(m, no_forward, tmp_path):
+    db, out = tmp_path / "c.sqlite", tmp_path / "labels.jsonl"
+    m.run(QS, cache=db, jsonl=out, **OPTS)
+    before = out.read_bytes()
+    with pytest.raises(FileExistsError, match="not this run's"):
+        no_forward(m).run(QS, cache=db, jsonl=out, normalize="mean", **OPTS)    # other options: other answers
+    assert out.read_bytes() == before
+
+
+def test_nan_is_written_as_valid_json():
+    def refuse(name): raise ValueError(name)
+    line = jsonl_line(0, CompletionQuery("x"), CompletionResponse(" y", math.nan, torch.tensor([math.inf])))
+    row = json.loads(line, parse_constant=refuse)
+    assert row["response"]["score"] == {"__float__": "nan"}
+
+
+def test_read_jsonl_skips_a_cut_last_line_with_a_warning(m, tmp_path):
+    out = tmp_path / "labels.jsonl"
+    whole = m.run(QS, jsonl=out, **OPTS)
+    text = out.read_text()
+    out.write_text(text + text.splitlines()[0][:30])
+    with pytest.warns(UserWarning, match="cut short"): assert read_jsonl(out) == whole
+
+
+# ---- item 5: the cache file ---------------------------------------------------------------------------------------
+
+def test_a_candidate_named_like_a_tag_is_cached_and_read_back(m, tmp_path):
+    qs = [RankedQuery("Pick:", ["__tensor__", " no"]), RankedQuery("Pick:", ["__tensor__", "dtype"])]
+    first = m.run(qs, cache=tmp_path / "c.sqlite", progress=False)
+    assert m.run(qs, cache=tmp_path / "c.sqlite", progress=False) == first
+    assert m.last_run_stats == {"cached": 2, "computed": 0}
+
+
+def read_only(monkeypatch):
+    "SQLite opens every file read-only, as for a file without write permission (chmod does not stop root)."
+    connect = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda path, *a, **k: connect(f"file:{path}?mode=ro", *a, **{**k, "uri": True}))
+
+
+def test_a_read_only_cache_fails_before_any_work(m, no_forward, tmp_path, monkeypatch):
+    db = tmp_path / "c.sqlite"
+    m.run(QS[-2:], cache=db, **OPTS)
+    read_only(monkeypatch)
+    with pytest.raises(PermissionError, match="not writable"): no_forward(m).run(QS, cache=db, **OPTS)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files; the test above covers it")
+def test_a_chmod_read_only_cache_fails_before_any_work(m, no_forward, tmp_path):
+    db = tmp_path / "c.sqlite"
+    m.run(QS[-2:], cache=db, **OPTS)
+    db.chmod(0o444)
+    with pytest.raises(PermissionError, match="not writable"): no_forward(m).run(QS, cache=db, **OPTS)
+
+
+def test_a_cache_sqlite_cannot_open_is_a_permission_problem(m, no_forward, tmp_path, monkeypatch):
+    read_only(monkeypatch)   # a new file that cannot be created, as in a read-only folder
+    with pytest.raises(PermissionError, match="fix the permissions"): no_forward(m).run(QS, cache=tmp_path / "new.sqlite", **OPTS)
+
+
+def test_another_programs_database_is_refused_unchanged(m, no_forward, tmp_path):
+    db = tmp_path / "app.sqlite"
+    with sqlite3.connect(db) as c: c.execute("CREATE TABLE people (name TEXT)"); c.execute("INSERT INTO people VALUES ('a')")
+    before = db.read_bytes()
+    with pytest.raises(ValueError, match="another program's SQLite database"): no_forward(m).run(QS, cache=db, **OPTS)
+    assert db.read_bytes() == before
+    with sqlite3.connect(db) as c: assert c.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+# ---- item 6: every query checked before the first forward ----------------------------------------------------------
+
+@pytest.mark.parametrize("saved", ["cache", "jsonl", None])
+def test_a_bad_query_in_a_later_chunk_fails_before_any_work(m, no_forward, tmp_path, saved):
+    where = {saved: tmp_path / f"x.{saved}"} if saved else {}
+    with pytest.raises(ValueError, match="has no tokens"):
+        no_forward(m).run(QS + [RankedQuery("Q:", [" a", ""])], **where, **OPTS)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        no_forward(m).run(QS + [CompletionQuery("word " * 600)], **where, **OPTS)
+
+
+# ---- item 2: the key changes whenever the answer could -------------------------------------------------------------
+
+def test_weights_edited_in_place_are_not_answered_from_the_cache(m, tmp_path):
+    qs = queries(20)
+    m.run(qs, cache=tmp_path / "c.sqlite", **OPTS)
+    with torch.no_grad():
+        for p in m.model.parameters(): p.mul_(1.5)                          # in place, as merging an adapter does
+    again = m.run(qs, cache=tmp_path / "c.sqlite", **OPTS)
+    assert m.last_run_stats == {"cached": 0, "computed": 20}
+    assert again == m.run(qs, cache=tmp_path / "fresh.sqlite", **OPTS)      # the edited model's answers
+
+
+def test_a_generation_config_change_is_not_answered_from_the_cache(m, tmp_path):
+    m.run(["Once upon a time"], cache=tmp_path / "c.sqlite", **OPTS)
+    m.model.generation_config.repetition_penalty = 5.0
+    m.run(["Once upon a time"], cache=tmp_path / "c.sqlite", **OPTS)
+    assert m.last_run_stats == {"cached": 0, "computed": 1}
+
+
+def test_processor_options_are_keyed_by_content(m):
+    from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor as Penalty
+    key = lambda p: m.query_key("Hi", {"logits_processor": LogitsProcessorList([p])})
+    assert key(Penalty(1.3)) == key(Penalty(1.3))                          # equal processors, one key
+    assert key(Penalty(1.3)) != key(Penalty(1.5))
+    assert m.query_key("Hi", {"sequence_bias": {(5,): torch.tensor(1.0).item()}}) != m.query_key("Hi")
+    with pytest.raises(TypeError, match="prefix_allowed_tokens_fn cannot be part of a cache key"):
+        m.query_key("Hi", {"prefix_allowed_tokens_fn": lambda b, ids: [1]})
+
+
+def test_a_tokenizer_setting_changes_the_key(m):
+    before = m.fingerprint
+    m.tokenizer.padding_side = "left"
+    assert m.fingerprint != before
+    m.tokenizer.padding_side = "right"
+    assert m.fingerprint == before
+
+
+def test_versions_are_in_the_key(m, monkeypatch):
+    import transformers
+    before = m.fingerprint
+    monkeypatch.setattr(alfred_fm, "__version__", "999.0")
+    assert m.fingerprint != before
+    monkeypatch.undo()
+    monkeypatch.setattr(transformers, "__version__", "999.0")
+    assert m.fingerprint != before
+
+
+def test_the_fingerprint_reads_weights_in_pieces(m, monkeypatch):
+    seen, double = [], torch.Tensor.double
+    monkeypatch.setattr(run.weight_digest, "__defaults__", (1000,))
+    monkeypatch.setattr(torch.Tensor, "double", lambda t: seen.append(t.numel()) or double(t))
+    fingerprint(m.backend)
+    assert seen and max(seen) <= 1000 < max(p.numel() for p in m.model.parameters())
+
+
+def test_offloaded_weights_are_fingerprinted_by_value(folder):
+    from accelerate import cpu_offload
+    m = HuggingFaceModel(folder, trust_remote_code=False)
+    before = m.fingerprint
+    cpu_offload(m.model, execution_device=torch.device("cpu"))
+    assert any(t.device.type == "meta" for t in m.model.state_dict().values())
+    assert m.fingerprint == before
+    name, hook = next((n, mod._hf_hook) for n, mod in m.model.named_modules() if getattr(mod, "_hf_hook", None) is not None
+                      and getattr(mod._hf_hook, "weights_map", None) is not None and list(mod.parameters(recurse=False)))
+    w = hook.weights_map["weight"]
+    with torch.no_grad(): w.mul_(2)
+    assert m.fingerprint != before
