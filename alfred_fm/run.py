@@ -217,7 +217,7 @@ CLAIM_SECONDS = 600.0   # how long a claim holds while its run computes the chun
 
 def claim_alive(owner: str) -> bool:
     "Whether the run that made a claim may still be working: another machine's, or a process of this one that exists."
-    host, pid, _ = owner.split(":")
+    host, pid, _ = owner.rsplit(":", 2)   # a host name may hold ":"
     if host != socket.gethostname(): return True
     try: os.kill(int(pid), 0)
     except ProcessLookupError: return False
