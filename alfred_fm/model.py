@@ -10,14 +10,16 @@ import torch
 from fastcore.meta import delegates
 from .loading import load_model, bundled_model
 from .backends import make_backend
-from .options import ScoreOptions, GenerateOptions, EncodeOptions
+from huggingface_hub.constants import HF_HUB_CACHE
+from .queries import RankedQuery, as_queries
+from .options import ScoreOptions, GenerateOptions, EncodeOptions, check_choice
 from .hidden_states import embed_texts, embed_batch, reduced_states
 from .scoring import score_queries, score_batch
 from .generation import generate_queries, generate_batch
 from .run import run_queries, fingerprint, query_key
 
 # %% auto #0
-__all__ = ['ScoreMethods', 'GenerateMethods', 'EncodeMethods', 'RunMethods', 'HuggingFaceModel']
+__all__ = ['ScoreMethods', 'GenerateMethods', 'EncodeMethods', 'RunMethods', 'AlfredMethods', 'HuggingFaceModel']
 
 # %% ../nbs/13_model.ipynb #bb6d22d8
 class ScoreMethods:
@@ -106,8 +108,24 @@ class RunMethods:
         "The cache key of a query's response: model fingerprint, query, and the options that change its numbers."
         return query_key(self.fingerprint, query, options)
 
+# %% ../nbs/13_model.ipynb #e18f1617
+class AlfredMethods:
+    "Alfred's `forward`, for `HuggingFaceModel`."
+    def forward(self, queries: list, # queries (alfred_fm's or Alfred's), prompts, or (prompt, candidates) pairs
+                batch_policy: str = "dynamic", # "dynamic" or "static": both batch by the token budget
+                batch_size: int = 1024, # most rows per batch
+                mode: str = "generate", # "generate" or "score"; ranking queries are scored whatever it says, as in Alfred
+                pretokenize: bool = True, # accepted: texts are always tokenized once
+                **kwargs) -> list: # options of `score` or `generate`
+        "Answer a list of queries, in order, as Alfred's `FoundationModel.forward` does."
+        check_choice("mode", mode, ("generate", "score"))
+        qs, _ = as_queries(list(queries))
+        if qs and isinstance(qs[0], RankedQuery): mode = "score"
+        method = self.score if mode == "score" else self.generate
+        return method(qs, batch_policy=batch_policy, batch_size=batch_size, pretokenize=pretokenize, **kwargs)
+
 # %% ../nbs/13_model.ipynb #8171f5d9
-class HuggingFaceModel(ScoreMethods, GenerateMethods, EncodeMethods, RunMethods):
+class HuggingFaceModel(ScoreMethods, GenerateMethods, EncodeMethods, RunMethods, AlfredMethods):
     "A causal, seq2seq or encoder model from the Hugging Face hub, a local folder or a GGUF file."
     def __init__(self,
                  model_string: str, # hub id (`org/name`), a folder saved by `save_pretrained`, or a `.gguf` file
@@ -120,13 +138,16 @@ class HuggingFaceModel(ScoreMethods, GenerateMethods, EncodeMethods, RunMethods)
                  tokenizer=None): # a tokenizer object, or where to load one from; default: the model's own
         model, tokenizer, source = load_model(model_string, dtype, local_path, device_map, offload_folder, int_8,
                                               trust_remote_code, tokenizer)
-        self._attach(model, tokenizer, os.fspath(model_string), source, int_8, trust_remote_code)
+        self._attach(model, tokenizer, os.fspath(model_string), source, int_8, trust_remote_code,
+                     HF_HUB_CACHE if local_path is None else os.fspath(local_path))
 
-    def _attach(self, model, tokenizer, model_string: str, source: dict | None, int_8: bool, trust_remote_code: bool):
+    def _attach(self, model, tokenizer, model_string: str, source: dict | None, int_8: bool, trust_remote_code: bool,
+                local_path: str | None = None):
         "Everything the model holds, set once: the backend of its kind, how it was loaded, and the last calls' statistics."
         self.backend = make_backend(model, tokenizer)
         self.model, self.tokenizer = self.backend.model, self.backend.tokenizer
         self.model_string, self.source, self.int_8, self.trust_remote_code = model_string, source, int_8, trust_remote_code
+        self.local_path = local_path   # as in Alfred: the folder given, else the hub cache; None for `from_model`
         self.last_stats, self.last_run_stats = {}, {}   # of the last `score` (its batches) and the last saved `run`
 
     @classmethod

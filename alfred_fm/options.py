@@ -8,8 +8,9 @@ from dataclasses import dataclass, field, fields
 from .responses import check_temperature
 
 # %% auto #0
-__all__ = ['NORMALIZATIONS', 'REDUCTIONS', 'TRUNCATIONS', 'CONTENT_FREE', 'check_choice', 'check_budget', 'content_free_prompts',
-           'option', 'number', 'how', 'Options', 'ScoreOptions', 'GenerateOptions', 'EncodeOptions', 'split_options']
+__all__ = ['NORMALIZATIONS', 'REDUCTIONS', 'TRUNCATIONS', 'CONTENT_FREE', 'BATCH_POLICIES', 'check_choice', 'check_budget',
+           'content_free_prompts', 'option', 'number', 'how', 'Options', 'ScoreOptions', 'GenerateOptions',
+           'EncodeOptions', 'split_options']
 
 # %% ../nbs/04_options.ipynb #94971b29
 def check_choice(name: str, # the option's name, as the caller wrote it
@@ -71,6 +72,7 @@ def how(default, check=None):
 class Options:
     "Base of the options of one method: checked when built; `key()` holds the options that change the numbers."
     def __post_init__(self):
+        if getattr(self, "no_tqdm", False): object.__setattr__(self, "progress", False)   # Alfred's name for it
         for f in fields(self):
             if f.metadata.get("check") is not None: f.metadata["check"](getattr(self, f.name))
 
@@ -103,6 +105,18 @@ def _positive_int(name):
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
     return check
 
+# %% ../nbs/04_options.ipynb #301003ce
+BATCH_POLICIES = ("dynamic", "static")   # Alfred's batching policies; alfred_fm batches by a token budget for both
+
+def _batch_policy(v): check_choice("batch_policy", v, BATCH_POLICIES)
+
+# %% ../nbs/04_options.ipynb #bf1ac273
+def _no_grad(name):
+    def check(v):
+        if v is not False: raise ValueError(f"{name}={v!r}: alfred_fm's responses are numbers that keep no gradients; "
+                                            f"for gradients run model.model (the transformers model) yourself")
+    return check
+
 # %% ../nbs/04_options.ipynb #392ed67e
 @dataclass(frozen=True)
 class ScoreOptions(Options):
@@ -120,6 +134,10 @@ class ScoreOptions(Options):
     batch_size: int = how(64, _positive_int("batch_size")) # most rows per batch
     packed: bool | None = how(None) # compute each prompt once (None: wherever the model passes the check)
     progress: bool = how(True) # show a progress bar
+    no_tqdm: bool = how(False, _is_bool("no_tqdm")) # Alfred's name: True is progress=False
+    batch_policy: str = how("dynamic", _batch_policy) # Alfred's "dynamic" or "static": accepted; batches always follow the token budget
+    pretokenize: bool = how(True, _is_bool("pretokenize")) # Alfred's: accepted; texts are always tokenized once, while batching
+    with_grad: bool = how(False, _no_grad("with_grad")) # Alfred's: scores never keep gradients, so only False is accepted
 
 # %% ../nbs/04_options.ipynb #2e1aaab0
 @dataclass(frozen=True)
@@ -132,6 +150,11 @@ class GenerateOptions(Options):
     max_tokens: object = how("auto", lambda v: check_budget("max_tokens", v)) # token budget per batch: rows × (longest prompt + max_new_tokens), or "auto"
     batch_size: int = how(64, _positive_int("batch_size")) # most prompts per batch
     progress: bool = how(True) # show a progress bar
+    no_tqdm: bool = how(False, _is_bool("no_tqdm")) # Alfred's name: True is progress=False
+    batch_policy: str = how("dynamic", _batch_policy) # Alfred's "dynamic" or "static": accepted; batches always follow the token budget
+    pretokenize: bool = how(True, _is_bool("pretokenize")) # Alfred's: accepted; prompts are always tokenized once, while batching
+    with_grad: bool = how(False, _no_grad("with_grad")) # Alfred's: completions never keep gradients, so only False is accepted
+    allow_grad: bool = how(False, _is_bool("allow_grad")) # Alfred's: accepted and unused, as in Alfred (transformers' `generate` keeps none)
 
     @classmethod
     def from_kwargs(cls, **kwargs):

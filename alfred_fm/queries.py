@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 # %% auto #0
-__all__ = ['CompletionQuery', 'RankedQuery', 'as_query', 'as_queries']
+__all__ = ['CompletionQuery', 'RankedQuery', 'from_alfred', 'as_query', 'as_queries']
 
 # %% ../nbs/00_queries.ipynb #df0017b5
 def _check_text(value, what):
@@ -55,12 +55,22 @@ class RankedQuery:
     def __hash__(self): return hash((type(self).__name__, self.prompt, tuple(self.candidates)))
     def __repr__(self): return f"RankedQuery({self.prompt!r}, candidates={self.candidates!r})"
 
+# %% ../nbs/00_queries.ipynb #635022d8
+def from_alfred(q) -> RankedQuery | CompletionQuery:
+    "alfred_fm's query for an object with Alfred's query interface (`prompt`, `load()`, and `candidates` to rank)."
+    if hasattr(q, "candidates"):
+        cands = q.candidates
+        if isinstance(cands, str) or not hasattr(cands, "__iter__"): return RankedQuery(q.prompt, cands)
+        return RankedQuery(q.prompt, [str(c) if isinstance(c, str) else c for c in cands])
+    return CompletionQuery(q.prompt)
+
 # %% ../nbs/00_queries.ipynb #57d986d5
 def as_query(q) -> RankedQuery | CompletionQuery:
-    "Turn a query, a prompt string, or a `(prompt, candidates)` pair into a query object."
+    "Turn a query (alfred_fm's, or one with Alfred's interface), a prompt string, or a `(prompt, candidates)` pair into a query object."
     if isinstance(q, (RankedQuery, CompletionQuery)): return q
     if isinstance(q, str): return CompletionQuery(q)
     if isinstance(q, tuple) and len(q) == 2: return RankedQuery(*q)
+    if hasattr(q, "prompt") and callable(getattr(q, "load", None)): return from_alfred(q)
     raise TypeError(f"cannot run a {type(q).__name__} ({q!r:.80}): give a RankedQuery, a CompletionQuery, "
                     f"a prompt string (to generate) or a (prompt, candidates) tuple (to rank)")
 

@@ -374,7 +374,8 @@ def run_queries(backend, # the model's backend
     if not qs: return []
     score_opts, generate_opts = run_options(qs, kwargs)
     check_queries(backend, qs, score_opts, generate_opts)
+    progress = kwargs.get("progress", True) and not kwargs.get("no_tqdm")   # Alfred's name for it
     if cache is None and jsonl is None: out = answer(backend, qs, score_opts, generate_opts, stats)
-    else: out = run_saved(backend, qs, score_opts, generate_opts, cache, jsonl, chunk_size, kwargs.get("progress", True),
+    else: out = run_saved(backend, qs, score_opts, generate_opts, cache, jsonl, chunk_size, progress,
                           fingerprint, {} if run_stats is None else run_stats, overwrite)
     return out[0] if single else out

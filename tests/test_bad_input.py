@@ -101,6 +101,21 @@ def row_unknown_dtype(llama_dir, **_):
 def row_unknown_reduction(llama, no_forward, **_):
     with raises(ValueError, "unknown reduction='median'; use one of"): no_forward(llama).encode(["a"], reduction="median")
 
+def row_unknown_batch_policy(llama, no_forward, **_):
+    with raises(ValueError, "unknown batch_policy='greedy'; use one of ('dynamic', 'static')"):
+        no_forward(llama).score([("Q:", [" a"])], batch_policy="greedy")
+
+def row_unknown_mode(llama, no_forward, **_):
+    with raises(ValueError, "unknown mode='encode'; use one of ('generate', 'score')"):
+        no_forward(llama).forward([("Q:", [" a"])], mode="encode")
+
+def row_with_grad(llama, no_forward, **_):
+    with raises(ValueError, "with_grad=True: alfred_fm's responses are numbers that keep no gradients"):
+        no_forward(llama).score([("Q:", [" a"])], with_grad=True)
+
+def row_unknown_alfred_option(llama, no_forward, **_):
+    with raises(TypeError, "unknown option(s) ['no_tdqm'] for ranking queries"): no_forward(llama).run([("Q:", [" a"])], no_tdqm=True)
+
 def row_layer_out_of_range(llama, **_):
     n = llama.backend.n_layers
     with raises(IndexError, f"layer {n} is out of range: this model has {n} hidden-state layers"):
