@@ -164,17 +164,24 @@ def open_cache_db(path: Path) -> sqlite3.Connection:
     "A connection to the cache file, checked before anything is computed: an SQLite file, holding only our tables, writable."
     try: db = sqlite3.connect(str(path), timeout=60, isolation_level=None)
     except sqlite3.DatabaseError as e: raise cache_error(path, e) from None
+    deadline = time.time() + 60   # other runs opening the same file at once hold it locked for a moment
     try:
-        tables = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        cols = {n: [r[1] for r in db.execute(f"PRAGMA table_info('{n}')")] for n in tables}
-        foreign = sorted(n for n in tables if n not in TABLES or cols[n] != [c.split()[0] for c in TABLES[n][1:-1].split(", ")])
-        if foreign:
-            raise ValueError(f"the cache {str(path)!r} is another program's SQLite database (tables {foreign}); alfred_fm "
-                             f"would switch it to WAL mode and add its tables: give the cache a new path")
-        db.execute("PRAGMA journal_mode=WAL")
-        for n, columns in TABLES.items(): db.execute(f"CREATE TABLE IF NOT EXISTS {n} {columns}")
-        db.execute("BEGIN IMMEDIATE"); db.execute("DELETE FROM responses WHERE 0"); db.execute("ROLLBACK")   # writable?
-        return db
+        while True:
+            try:
+                tables = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+                cols = {n: [r[1] for r in db.execute(f"PRAGMA table_info('{n}')")] for n in tables}
+                foreign = sorted(n for n in tables if n not in TABLES or cols[n] != [c.split()[0] for c in TABLES[n][1:-1].split(", ")])
+                if foreign:
+                    raise ValueError(f"the cache {str(path)!r} is another program's SQLite database (tables {foreign}); "
+                                     f"alfred_fm would switch it to WAL mode and add its tables: give the cache a new path")
+                db.execute("PRAGMA journal_mode=WAL")   # may report "locked" at once, without waiting: hence the loop
+                for n, columns in TABLES.items(): db.execute(f"CREATE TABLE IF NOT EXISTS {n} {columns}")
+                db.execute("BEGIN IMMEDIATE"); db.execute("DELETE FROM responses WHERE 0"); db.execute("ROLLBACK")   # writable?
+                return db
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.time() > deadline: raise
+                if db.in_transaction: db.execute("ROLLBACK")
+                time.sleep(0.05)
     except BaseException as e:
         db.close()
         if isinstance(e, sqlite3.DatabaseError): raise cache_error(path, e) from None

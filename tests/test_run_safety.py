@@ -217,3 +217,23 @@ def test_offloaded_weights_are_fingerprinted_by_value(folder):
     w = hook.weights_map["weight"]
     with torch.no_grad(): w.mul_(2)
     assert m.fingerprint != before
+
+
+def _open_and_store(path, barrier, results):
+    barrier.wait()                       # every process opens the new cache file at the same moment
+    try:
+        cache = run.ResultCache(path); cache.put({}); cache.close(); results.put("ok")
+    except Exception as e: results.put(repr(e))
+
+
+@pytest.mark.slow   # forks 60 processes
+def test_runs_opening_one_new_cache_at_once_all_get_it(tmp_path):
+    "Before: one in eight such starts failed with 'not a usable SQLite file (database is locked)' (the WAL switch)."
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    for trial in range(20):
+        barrier, results = ctx.Barrier(3), ctx.Queue()
+        procs = [ctx.Process(target=_open_and_store, args=(tmp_path / f"c{trial}.sqlite", barrier, results)) for _ in range(3)]
+        for p in procs: p.start()
+        for p in procs: p.join(120)
+        assert [results.get(timeout=10) for _ in procs] == ["ok"] * 3, trial
