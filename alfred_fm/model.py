@@ -114,15 +114,16 @@ class AlfredMethods:
     def forward(self, queries: list, # queries (alfred_fm's or Alfred's), prompts, or (prompt, candidates) pairs
                 batch_policy: str = "dynamic", # "dynamic" or "static": both batch by the token budget
                 batch_size: int = 1024, # most rows per batch
-                mode: str = "generate", # "generate" or "score"; ranking queries are scored whatever it says, as in Alfred
+                mode: str = "generate", # "generate", "score" or "encode"; ranking queries are scored whatever it says, as in Alfred
                 pretokenize: bool = True, # accepted: texts are always tokenized once
-                **kwargs) -> list: # options of `score` or `generate`
+                **kwargs) -> list: # options of `score`, `generate` or `encode`
         "Answer a list of queries, in order, as Alfred's `FoundationModel.forward` does."
-        check_choice("mode", mode, ("generate", "score"))
+        check_choice("mode", mode, ("generate", "score", "encode"))
         qs, _ = as_queries(list(queries))
         if qs and isinstance(qs[0], RankedQuery): mode = "score"
-        method = self.score if mode == "score" else self.generate
-        return method(qs, batch_policy=batch_policy, batch_size=batch_size, pretokenize=pretokenize, **kwargs)
+        opts = dict(batch_policy=batch_policy, batch_size=batch_size, pretokenize=pretokenize, **kwargs)
+        if mode == "encode": return list(self.encode([q.prompt for q in qs], **opts))
+        return (self.score if mode == "score" else self.generate)(qs, **opts)
 
 # %% ../nbs/13_model.ipynb #8171f5d9
 class HuggingFaceModel(ScoreMethods, GenerateMethods, EncodeMethods, RunMethods, AlfredMethods):

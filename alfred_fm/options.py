@@ -4,13 +4,14 @@
 
 # %% ../nbs/04_options.ipynb #74e3a0d2
 from __future__ import annotations
+import dataclasses
 from dataclasses import dataclass, field, fields
 from .responses import check_temperature
 
 # %% auto #0
 __all__ = ['NORMALIZATIONS', 'REDUCTIONS', 'TRUNCATIONS', 'CONTENT_FREE', 'BATCH_POLICIES', 'check_choice', 'check_budget',
-           'content_free_prompts', 'option', 'number', 'how', 'Options', 'ScoreOptions', 'GenerateOptions',
-           'EncodeOptions', 'split_options']
+           'content_free_prompts', 'option', 'number', 'how', 'Options', 'alfred_options', 'ScoreOptions',
+           'GenerateOptions', 'EncodeOptions', 'split_options']
 
 # %% ../nbs/04_options.ipynb #94971b29
 def check_choice(name: str, # the option's name, as the caller wrote it
@@ -72,7 +73,7 @@ def how(default, check=None):
 class Options:
     "Base of the options of one method: checked when built; `key()` holds the options that change the numbers."
     def __post_init__(self):
-        if getattr(self, "no_tqdm", False): object.__setattr__(self, "progress", False)   # Alfred's name for it
+        if getattr(self, "no_tqdm", False) is True: object.__setattr__(self, "progress", False)   # Alfred's name for it
         for f in fields(self):
             if f.metadata.get("check") is not None: f.metadata["check"](getattr(self, f.name))
 
@@ -117,7 +118,18 @@ def _no_grad(name):
                                             f"for gradients run model.model (the transformers model) yourself")
     return check
 
+# %% ../nbs/04_options.ipynb #ca46268c
+def alfred_options(cls):
+    "`cls`, an options dataclass, with Alfred's four options added after its own; none of them changes the numbers."
+    return dataclasses.make_dataclass(cls.__name__, [
+        ("no_tqdm", bool, how(False, _is_bool("no_tqdm"))), # Alfred's name: True is progress=False
+        ("batch_policy", str, how("dynamic", _batch_policy)), # Alfred's "dynamic" or "static": accepted; batches always follow the token budget
+        ("pretokenize", bool, how(True, _is_bool("pretokenize"))), # Alfred's: accepted; texts are always tokenized once, while batching
+        ("with_grad", bool, how(False, _no_grad("with_grad")))], # Alfred's: responses keep no gradients, so only False is accepted
+        bases=(cls,), frozen=True, namespace=dict(__doc__=cls.__doc__, __module__=cls.__module__, __qualname__=cls.__qualname__))
+
 # %% ../nbs/04_options.ipynb #392ed67e
+@alfred_options
 @dataclass(frozen=True)
 class ScoreOptions(Options):
     "How `score` ranks candidates: what it computes (part of the cache key) and how it batches the work."
@@ -134,12 +146,9 @@ class ScoreOptions(Options):
     batch_size: int = how(64, _positive_int("batch_size")) # most rows per batch
     packed: bool | None = how(None) # compute each prompt once (None: wherever the model passes the check)
     progress: bool = how(True) # show a progress bar
-    no_tqdm: bool = how(False, _is_bool("no_tqdm")) # Alfred's name: True is progress=False
-    batch_policy: str = how("dynamic", _batch_policy) # Alfred's "dynamic" or "static": accepted; batches always follow the token budget
-    pretokenize: bool = how(True, _is_bool("pretokenize")) # Alfred's: accepted; texts are always tokenized once, while batching
-    with_grad: bool = how(False, _no_grad("with_grad")) # Alfred's: scores never keep gradients, so only False is accepted
 
 # %% ../nbs/04_options.ipynb #2e1aaab0
+@alfred_options
 @dataclass(frozen=True)
 class GenerateOptions(Options):
     "How `generate` completes prompts; `settings` holds the options passed on to transformers' `generate`."
@@ -150,10 +159,6 @@ class GenerateOptions(Options):
     max_tokens: object = how("auto", lambda v: check_budget("max_tokens", v)) # token budget per batch: rows × (longest prompt + max_new_tokens), or "auto"
     batch_size: int = how(64, _positive_int("batch_size")) # most prompts per batch
     progress: bool = how(True) # show a progress bar
-    no_tqdm: bool = how(False, _is_bool("no_tqdm")) # Alfred's name: True is progress=False
-    batch_policy: str = how("dynamic", _batch_policy) # Alfred's "dynamic" or "static": accepted; batches always follow the token budget
-    pretokenize: bool = how(True, _is_bool("pretokenize")) # Alfred's: accepted; prompts are always tokenized once, while batching
-    with_grad: bool = how(False, _no_grad("with_grad")) # Alfred's: completions never keep gradients, so only False is accepted
     allow_grad: bool = how(False, _is_bool("allow_grad")) # Alfred's: accepted and unused, as in Alfred (transformers' `generate` keeps none)
 
     @classmethod
@@ -164,6 +169,7 @@ class GenerateOptions(Options):
                    settings={k: v for k, v in kwargs.items() if k not in names})
 
 # %% ../nbs/04_options.ipynb #94cd5b78
+@alfred_options
 @dataclass(frozen=True)
 class EncodeOptions(Options):
     "How `encode` embeds texts."

@@ -30,10 +30,15 @@ class Response:
         if key not in self.keys(): raise KeyError(f"{type(self).__name__} has no field {key!r}; fields: {self.keys()}")
         return getattr(self, key)
     def keys(self): return [f.name for f in fields(self)]
+    def values(self): return [getattr(self, k) for k in self.keys()]
+    def items(self): return list(zip(self.keys(), self.values()))
     def to_dict(self) -> dict: return {k: getattr(self, k) for k in self.keys()}
     @classmethod
     def from_dict(cls, d: dict): return cls(**d)
     def __eq__(self, other): return type(other) is type(self) and _same(self.to_dict(), other.to_dict())
+    def serialize(self) -> str:
+        "One line of JSON that `response_from_json` reads back exactly (Alfred's responses have `serialize` too)."
+        return response_to_json(self)
 
 # %% ../nbs/01_responses.ipynb #f640955b
 @dataclass(eq=False)

@@ -2,14 +2,15 @@
 interface, never by importing Alfred), Alfred's options (`no_tqdm`, `batch_policy`, `batch_size`, `pretokenize`,
 `with_grad`, `allow_grad`), `forward` with its `mode`, and `local_path`. Every number must equal alfred_fm's own path."""
 import importlib.util
-import os
 import sys
 import types
 from pathlib import Path
 
 import pytest
 
-from alfred_fm import CompletionQuery, HuggingFaceModel, RankedQuery
+from needs import need
+
+from alfred_fm import HuggingFaceModel, RankedQuery
 from alfred_fm.options import ScoreOptions, GenerateOptions
 
 ALFRED_QUERY = Path(__file__).resolve().parents[2] / "shared" / "alfred" / "alfred" / "fm" / "query"
@@ -109,9 +110,7 @@ def test_local_path(llama):
 
 def alfred_query_module():
     "Alfred's real query classes, loaded from their files without importing the `alfred` package (and its grpc)."
-    if not ALFRED_QUERY.is_dir():
-        if os.environ.get("CI"): pytest.fail(f"Alfred's source is missing at {ALFRED_QUERY}; CI must have it")
-        pytest.skip(f"Alfred's source is not at {ALFRED_QUERY}")
+    need(ALFRED_QUERY.is_dir(), f"Alfred's source is not at {ALFRED_QUERY}")
     pkg = types.ModuleType("_alfred_query"); pkg.__path__ = [str(ALFRED_QUERY)]
     sys.modules["_alfred_query"] = pkg
     for name in ("query", "ranked_query", "completion_query"):

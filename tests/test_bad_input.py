@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from alfred_fm import CompletionQuery, HuggingFaceModel, RankedQuery
+from alfred_fm import CompletionQuery, HuggingFaceModel, RankedQuery, RankedResponse
 from alfred_fm.fixtures import tiny_llama
 from reference import reference_scores
 
@@ -106,8 +106,8 @@ def row_unknown_batch_policy(llama, no_forward, **_):
         no_forward(llama).score([("Q:", [" a"])], batch_policy="greedy")
 
 def row_unknown_mode(llama, no_forward, **_):
-    with raises(ValueError, "unknown mode='encode'; use one of ('generate', 'score')"):
-        no_forward(llama).forward([("Q:", [" a"])], mode="encode")
+    with raises(ValueError, "unknown mode='embed'; use one of ('generate', 'score', 'encode')"):
+        no_forward(llama).forward([("Q:", [" a"])], mode="embed")
 
 def row_with_grad(llama, no_forward, **_):
     with raises(ValueError, "with_grad=True: alfred_fm's responses are numbers that keep no gradients"):
@@ -115,6 +115,15 @@ def row_with_grad(llama, no_forward, **_):
 
 def row_unknown_alfred_option(llama, no_forward, **_):
     with raises(TypeError, "unknown option(s) ['no_tdqm'] for ranking queries"): no_forward(llama).run([("Q:", [" a"])], no_tdqm=True)
+
+def row_alfred_missing(monkeypatch, **_):
+    import sys
+    import alfred_fm.alfred as integration
+    monkeypatch.setitem(sys.modules, "alfred.fm.response", None)   # as on a machine without Alfred
+    with raises(ImportError, "Alfred is not importable"):
+        integration.install()
+    with raises(ImportError, "pip install git+https://github.com/BatsResearch/alfred"):
+        integration.to_alfred(RankedResponse.from_logits({"a": 0.0}))
 
 def row_layer_out_of_range(llama, **_):
     n = llama.backend.n_layers

@@ -1,7 +1,6 @@
 """The documentation site: built offline from the notebooks, served on 127.0.0.1, opened in headless Chromium."""
 import functools
 import http.server
-import os
 import shutil
 import subprocess
 import sys
@@ -10,15 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from needs import need
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-def _need(ok, why):
-    "Skip without the browser tooling on a user's machine; in CI (CI=true) its absence is a failure."
-    if not ok:
-        if os.environ.get("CI"): pytest.fail(f"{why}: .ci/run must install it")
-        pytest.skip(why)
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +44,9 @@ def test_every_page_loads_in_chromium(site, tmp_path):
     pages = sorted(p.name for p in docs.glob("*.html"))
     notebooks = sorted(p.stem for p in (ROOT / "nbs").glob("*.ipynb") if not p.name.startswith("_"))
     assert pages == sorted(f"{n}.html" for n in notebooks)
-    _need(Path(CHROMIUM).exists(), "Chromium is not installed (Debian package chromium)")
+    need(Path(CHROMIUM).exists(), "Chromium is not installed (Debian package chromium)")
     try: from playwright.sync_api import sync_playwright
-    except ImportError: _need(False, "playwright is not installed")
+    except ImportError: need(False, "playwright is not installed")
     errors = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
