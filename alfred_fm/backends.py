@@ -11,7 +11,7 @@ from fastcore.basics import patch
 from .batching import pad, position_ids, split_by_counts
 from .loading import model_kind
 from .tokens import (pad_id, eos_id, bos_prefix, causal_prompt_ids, joint_split, move_trailing_space,
-                              check_candidate_tokens, first_id)
+                              check_candidate_tokens, first_id, chat_text)
 from .packing import (packed_causal_logprobs, packed_size, packing_works, causal_logprobs,
                                shared_encoder_logprobs, last_logits)
 
@@ -64,6 +64,21 @@ def check_can(self: Backend, action: str):
         name = getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__
         raise TypeError(f"{name!r} is an encoder-only model ({self.model.config.model_type}): it can "
                         f"encode texts but cannot {action}; load a causal or seq2seq model to {action}")
+
+# %% ../nbs/08_backends.ipynb #d9c143ba
+@patch
+def chat_prompt(self: Backend, prompt: str, system: str | None = None) -> str:
+    "Refused: only a decoder-only model continues a chat template's conversation."
+    raise ValueError(f"chat=True lays a prompt out as a conversation for a decoder-only model to continue; this is "
+                     f"a {self.kind} model: pass chat=False")
+
+# %% ../nbs/08_backends.ipynb #98707cab
+@patch
+def templated(self: Backend, prompt: str, chat: bool = False, system: str | None = None) -> str:
+    "`prompt`, laid out by the chat template when `chat` (with `system` as the system message)."
+    if system is not None and not chat:
+        raise ValueError(f"system={system[:40]!r} is the system message of a chat template: pass chat=True with it")
+    return self.chat_prompt(prompt, system) if chat else prompt
 
 # %% ../nbs/08_backends.ipynb #ceacc864
 @patch
@@ -171,6 +186,10 @@ class CausalBackend(Backend):
     def prompt_ids(self, prompt: str) -> list[int]:
         "Token ids of a prompt: one BOS where the tokenizer uses one; the EOS for an empty prompt."
         return causal_prompt_ids(self.tokenizer, prompt, self.bos, self.eos_id if self.eos_id is not None else self.pad_id)
+
+    def chat_prompt(self, prompt: str, system: str | None = None) -> str:
+        "The prompt as the user's turn of the tokenizer's chat template, with the generation prompt (see *Tokens*)."
+        return chat_text(self.tokenizer, prompt, system)
 
     def split_query(self, prompt: str, candidates: list[str], count_eos: bool = True) -> tuple[list[int], list[list[int]], list[int]]:
         "Token ids of the prompt up to where its candidates' joint texts part from it, of each candidate after that, and of the prompt's tail."

@@ -86,7 +86,7 @@ def generate_queries(backend, # the model's backend
     "Complete each prompt; one `CompletionResponse` per prompt (a list of them with `num_return_sequences`), in order."
     backend.check_can("generate")
     queries, single = as_queries(queries, CompletionQuery)
-    prompts = [backend.prompt_ids(q.prompt) for q in queries]
+    prompts = [backend.prompt_ids(backend.templated(q.prompt, opts.chat, opts.system)) for q in queries]
     for i, p in enumerate(prompts):   # the completion is the prompt's candidate: it counts where candidates count
         backend.check_length(backend.query_length(p, [[0] * opts.max_new_tokens]), f"prompt {i} + max_new_tokens")
     n, settings = (opts.settings or {}).get("num_return_sequences", 1), dict(opts.settings or {})

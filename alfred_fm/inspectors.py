@@ -122,15 +122,17 @@ class FigureWidget(widgets.VBox):
 class CandidateInspector(FigureWidget):
     "A live view of one query's candidates: normalisation, calibration and temperature controls, and their figure."
     def __init__(self, model: HuggingFaceModel, query, normalize: str = "sum", calibrate: bool = False,
-                 temperature: float = 1.0, content_free=True, count_eos: bool = True):
+                 temperature: float = 1.0, content_free=True, count_eos: bool = True, chat: bool = False,
+                 system: str | None = None):
         (self.query,), _ = as_queries([query], RankedQuery)
         ScoreOptions(normalize=normalize, temperature=temperature)   # checked before any work
         q, prompts = self.query, content_free_prompts(content_free)
         if not prompts: raise ValueError("content_free gives no content-free prompts; pass True, a template or a list")
         asked = [q] + [RankedQuery(p, q.candidates) for p in prompts]
-        scored = model.score(asked, token_logprobs=True, count_eos=count_eos, progress=False)
+        scored = model.score(asked, token_logprobs=True, count_eos=count_eos, chat=chat, system=system, progress=False)
+        laid = [RankedQuery(model.backend.templated(a.prompt, chat, system), a.candidates) for a in asked]
         tables = [candidate_table(model.backend, a, [[v for _, v in r.token_logprobs[c]] for c in a.candidates])
-                  for a, r in zip(asked, scored)]
+                  for a, r in zip(laid, scored)]
         self._cands, self._content_free, self._detail = tables[0], tables[1:], scored[0].token_logprobs
         self.normalize = widgets.Dropdown(options=NORMALIZATIONS, value=normalize, description="normalise")
         self.calibrate = widgets.Checkbox(value=calibrate, description=f"calibrate ({len(prompts)} content-free prompts)")
@@ -155,9 +157,11 @@ def inspect_candidates(model: HuggingFaceModel, # a model that can score
                        calibrate: bool = False, # whether calibration starts on
                        temperature: float = 1.0, # the temperature shown first
                        content_free=True, # for calibration: the template (str with `{}`, or function), prompts, or True
-                       count_eos: bool = True) -> CandidateInspector: # seq2seq: count the final EOS token
+                       count_eos: bool = True, # seq2seq: count the final EOS token
+                       chat: bool = False, # lay the prompts out by the model's chat template (see *Chat templates*)
+                       system: str | None = None) -> CandidateInspector: # with `chat`: the system message
     "A widget to see how normalisation, calibration and temperature change one query's ranking, token by token."
-    return CandidateInspector(model, query, normalize, calibrate, temperature, content_free, count_eos)
+    return CandidateInspector(model, query, normalize, calibrate, temperature, content_free, count_eos, chat, system)
 
 # %% ../nbs/15_inspect.ipynb #427da6e1
 def embedding_geometry(embeddings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -106,6 +106,12 @@ def _positive_int(name):
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
     return check
 
+# %% ../nbs/04_options.ipynb #d6a5c1b0
+def _optional_text(name):
+    def check(v):
+        if v is not None and not isinstance(v, str): raise TypeError(f"{name} must be a str or None, got {v!r}")
+    return check
+
 # %% ../nbs/04_options.ipynb #301003ce
 BATCH_POLICIES = ("dynamic", "static")   # Alfred's batching policies; alfred_fm batches by a token budget for both
 
@@ -140,6 +146,8 @@ class ScoreOptions(Options):
     count_eos: bool = number(True, _is_bool("count_eos")) # seq2seq: the candidate's final EOS token counts (Alfred's choice)
     hidden_state: bool = number(False, _is_bool("hidden_state")) # also return each prompt's reduced hidden state as `embeddings`
     reduction: str = number("mean", lambda v: check_choice("reduction", v, REDUCTIONS)) # reduction for `hidden_state`
+    chat: bool = number(False, _is_bool("chat")) # lay each prompt out as the user's turn of the model's chat template
+    system: str | None = number(None, _optional_text("system")) # with `chat`: the system message before it
     truncation: str = number("error", lambda v: check_choice("truncation", v, TRUNCATIONS)) # a prompt too long for the model: "error", or "left" to drop its first tokens
     max_tokens: object = how("auto", lambda v: check_budget("max_tokens", v)) # token budget per batch (rows × longest row), or "auto"
     max_logits: object = how("auto", lambda v: check_budget("max_logits", v)) # budget of output-layer floats (rows × vocabulary) per batch, or "auto"
@@ -155,6 +163,8 @@ class GenerateOptions(Options):
     max_new_tokens: int = number(32, _positive_int("max_new_tokens")) # most tokens to generate per prompt
     hidden_state: bool = number(False, _is_bool("hidden_state")) # also return each prompt's reduced hidden state
     reduction: str = number("mean", lambda v: check_choice("reduction", v, REDUCTIONS)) # reduction for `hidden_state`
+    chat: bool = number(False, _is_bool("chat")) # lay each prompt out as the user's turn of the model's chat template
+    system: str | None = number(None, _optional_text("system")) # with `chat`: the system message before it
     settings: dict = number(None) # options for transformers' `generate`, e.g. `do_sample=True`, `temperature`
     max_tokens: object = how("auto", lambda v: check_budget("max_tokens", v)) # token budget per batch: rows × (longest prompt + max_new_tokens), or "auto"
     batch_size: int = how(64, _positive_int("batch_size")) # most prompts per batch

@@ -51,8 +51,9 @@ def plan_queries(backend, # the model's backend
     "The queries asked, then calibration's content-free prompts, each tokenised and fitted to the model; a warning names those cut."
     prompts = content_free_prompts(opts.calibrate)
     label_sets = list(dict.fromkeys(tuple(q.candidates) for q in queries)) if prompts else []
-    planned = [PlannedQuery(f"query {i}", q) for i, q in enumerate(queries)]
-    planned += [PlannedQuery(f"content-free prompt {p[:60]!r} (calibrate)", RankedQuery(p, list(ls)), calibrates=ls)
+    laid = lambda p: backend.templated(p, opts.chat, opts.system)   # through the chat template, with `chat=True`
+    planned = [PlannedQuery(f"query {i}", RankedQuery(laid(q.prompt), q.candidates)) for i, q in enumerate(queries)]
+    planned += [PlannedQuery(f"content-free prompt {p[:60]!r} (calibrate)", RankedQuery(laid(p), list(ls)), calibrates=ls)
                 for ls in label_sets for p in prompts]
     cut = []
     for pq in planned:

@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 # %% auto #0
-__all__ = ['first_id', 'pad_id', 'eos_id', 'bos_prefix', 'causal_prompt_ids', 'move_trailing_space', 'shared_length',
-           'joint_split', 'check_candidate_tokens']
+__all__ = ['first_id', 'pad_id', 'eos_id', 'bos_prefix', 'ChatPrompt', 'causal_prompt_ids', 'move_trailing_space',
+           'shared_length', 'joint_split', 'check_candidate_tokens', 'chat_text']
 
 # %% ../nbs/06_tokens.ipynb #1e7e7a45
 def first_id(v):
@@ -36,6 +36,10 @@ def bos_prefix(tokenizer) -> list[int]:
     i = next((i for i in range(len(with_sp)) if with_sp[i:i + len(plain)] == plain), 0)
     return list(with_sp[:i])
 
+# %% ../nbs/06_tokens.ipynb #68a6b4ee
+class ChatPrompt(str):
+    "A prompt laid out by a chat template: its ids are the template's own (no BOS added), and its trailing whitespace stays."
+
 # %% ../nbs/06_tokens.ipynb #a010d9d5
 def causal_prompt_ids(tokenizer, # the model's tokenizer
                       prompt: str, # the text before the candidates
@@ -43,12 +47,14 @@ def causal_prompt_ids(tokenizer, # the model's tokenizer
                       start: int) -> list[int]: # the id an empty prompt becomes (the EOS)
     "Token ids of a prompt for a causal model: one BOS where the tokenizer uses one; `[start]` for an empty prompt."
     ids = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    if isinstance(prompt, ChatPrompt): return ids   # the template's own ids: it writes the BOS where the model wants one
     if bos and ids[:len(bos)] == bos: ids = ids[len(bos):]
     return (bos + ids) or [start]
 
 # %% ../nbs/06_tokens.ipynb #aae1cf37
 def move_trailing_space(context: str, continuation: str) -> tuple[str, str]:
-    "Move the whitespace at the end of `context` to the front of `continuation`."
+    "Move the whitespace at the end of `context` to the front of `continuation` (unless a chat template wrote it)."
+    if isinstance(context, ChatPrompt): return context, continuation
     n = len(context) - len(context.rstrip())
     return (context[:-n], context[-n:] + continuation) if n else (context, continuation)
 
@@ -78,3 +84,16 @@ def check_candidate_tokens(prompt: str, candidates: list[str], conts: list[list[
     tail = list(tail)
     for c, ids in zip(candidates, conts):
         if ids == tail: raise ValueError(f"candidate {c!r} of prompt {prompt[:60]!r} has no tokens; give a non-empty candidate")
+
+# %% ../nbs/06_tokens.ipynb #31043c98
+def chat_text(tokenizer, # the model's tokenizer, with a chat template
+              prompt: str, # the user's turn
+              system: str | None = None # a system message before it
+             ) -> ChatPrompt:
+    "The prompt laid out by the tokenizer's chat template: the system message, the user's turn, the generation prompt."
+    if not isinstance(getattr(tokenizer, "chat_template", None), (str, dict)):
+        raise ValueError(f"chat=True needs a chat template, and the tokenizer {type(tokenizer).__name__} "
+                         f"({getattr(tokenizer, 'name_or_path', '')!r}) has none: load an instruct model's tokenizer "
+                         f"(tokenizer=...), set model.tokenizer.chat_template to a Jinja template, or pass chat=False")
+    messages = ([{"role": "system", "content": system}] if system is not None else []) + [{"role": "user", "content": prompt}]
+    return ChatPrompt(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))

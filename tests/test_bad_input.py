@@ -125,6 +125,18 @@ def row_alfred_missing(monkeypatch, **_):
     with raises(ImportError, "pip install git+https://github.com/BatsResearch/alfred"):
         integration.to_alfred(RankedResponse.from_logits({"a": 0.0}))
 
+def row_chat_without_template(llama, no_forward, **_):
+    assert getattr(llama.tokenizer, "chat_template", None) is None
+    with raises(ValueError, "chat=True needs a chat template"): no_forward(llama).score(("Q:", [" a"]), chat=True)
+    with raises(ValueError, "set model.tokenizer.chat_template"): no_forward(llama).generate("Q:", chat=True)
+
+def row_system_without_chat(llama, no_forward, **_):
+    with raises(ValueError, "is the system message of a chat template: pass chat=True with it"):
+        no_forward(llama).run([("Q:", [" a"])], system="Be brief.")
+
+def row_chat_on_seq2seq(t5, no_forward, **_):
+    with raises(ValueError, "this is a seq2seq model: pass chat=False"): no_forward(t5).score(("Q:", ["a"]), chat=True)
+
 def row_layer_out_of_range(llama, **_):
     n = llama.backend.n_layers
     with raises(IndexError, f"layer {n} is out of range: this model has {n} hidden-state layers"):
