@@ -12,7 +12,7 @@ from .options import GenerateOptions
 from .hidden_states import reduced_states, check_finite
 
 # %% auto #0
-__all__ = ['generated_length', 'FiniteLogits', 'generate_batch', 'generate_queries']
+__all__ = ['generated_length', 'FiniteLogits', 'generate_batch', 'completion_ids', 'generate_queries']
 
 # %% ../nbs/11_generation.ipynb #40b2bb35
 def generated_length(tokens: list[int], eos_id: int | None, pad_id: int | None) -> int:
@@ -79,6 +79,20 @@ def generate_batch(backend, # the model's backend
     return [CompletionResponse(prediction=backend.tokenizer.decode(n, skip_special_tokens=True), score=s, embedding=h)
             for n, s, h in zip(new, scores, states)]
 
+# %% ../nbs/11_generation.ipynb #b50ca26f
+def completion_ids(backend, # the model's backend
+                   queries: list, # `CompletionQuery` objects
+                   opts: GenerateOptions, # checked options: `chat`, `system`, `max_new_tokens`
+                   where: list[int] | None = None # the queries' numbers in messages (default 0, 1, ...)
+                  ) -> list[list[int]]:
+    "Each prompt's token ids (through the chat template with `chat`), checked to fit the model with `max_new_tokens`."
+    out = []
+    for i, q in zip(range(len(queries)) if where is None else where, queries):
+        ids = backend.prompt_ids(backend.templated(q.prompt, opts.chat, opts.system))
+        backend.check_length(backend.query_length(ids, [[0] * opts.max_new_tokens]), f"query {i} (prompt + max_new_tokens)")
+        out.append(ids)
+    return out
+
 # %% ../nbs/11_generation.ipynb #c98c8a0b
 def generate_queries(backend, # the model's backend
                      queries, # a prompt, a `CompletionQuery`, or a list of them
@@ -86,9 +100,7 @@ def generate_queries(backend, # the model's backend
     "Complete each prompt; one `CompletionResponse` per prompt (a list of them with `num_return_sequences`), in order."
     backend.check_can("generate")
     queries, single = as_queries(queries, CompletionQuery)
-    prompts = [backend.prompt_ids(backend.templated(q.prompt, opts.chat, opts.system)) for q in queries]
-    for i, p in enumerate(prompts):   # the completion is the prompt's candidate: it counts where candidates count
-        backend.check_length(backend.query_length(p, [[0] * opts.max_new_tokens]), f"prompt {i} + max_new_tokens")
+    prompts = completion_ids(backend, queries, opts)
     n, settings = (opts.settings or {}).get("num_return_sequences", 1), dict(opts.settings or {})
     def fn(batch):
         rows = generate_batch(backend, batch, hidden_state=opts.hidden_state, tokenized=True, reduction=opts.reduction,

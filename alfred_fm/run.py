@@ -14,7 +14,7 @@ from .queries import RankedQuery, CompletionQuery, as_queries
 from .responses import response_to_json, response_from_json
 from .options import ScoreOptions, GenerateOptions, split_options
 from .scoring import score_queries, plan_queries
-from .generation import generate_queries
+from .generation import generate_queries, completion_ids
 
 # %% auto #0
 __all__ = ['TABLES', 'CLAIM_SECONDS', 'run_options', 'answer', 'weight_digest', 'offloaded_weights', 'tokenizer_state',
@@ -309,11 +309,10 @@ def check_queries(backend, qs: list, score_opts: ScoreOptions | None, generate_o
         with warnings.catch_warnings():   # prompts cut to fit are reported where they are scored
             warnings.simplefilter("ignore")
             plan_queries(backend, ranked, score_opts)
-    if len(ranked) < len(qs): backend.check_can("generate")
-    for i, q in enumerate(qs):
-        if isinstance(q, CompletionQuery):
-            n = backend.query_length(backend.prompt_ids(q.prompt), [[0] * generate_opts.max_new_tokens])
-            backend.check_length(n, f"query {i} (prompt + max_new_tokens)")
+    if len(ranked) < len(qs):
+        backend.check_can("generate")
+        where = [i for i, q in enumerate(qs) if isinstance(q, CompletionQuery)]
+        completion_ids(backend, [qs[i] for i in where], generate_opts, where)
 
 # %% ../nbs/12_run.ipynb #0ad688f1
 def answer_chunk(backend, qs: list, idx: list[int], out: list, keys: list | None, store: ResultCache | None, opts: list,
@@ -381,7 +380,7 @@ def run_queries(backend, # the model's backend
     if not qs: return []
     score_opts, generate_opts = run_options(qs, kwargs)
     check_queries(backend, qs, score_opts, generate_opts)
-    progress = kwargs.get("progress", True) and not kwargs.get("no_tqdm")   # Alfred's name for it
+    progress = (score_opts or generate_opts).progress   # False with progress=False, or Alfred's no_tqdm=True
     if cache is None and jsonl is None: out = answer(backend, qs, score_opts, generate_opts, stats)
     else: out = run_saved(backend, qs, score_opts, generate_opts, cache, jsonl, chunk_size, progress,
                           fingerprint, {} if run_stats is None else run_stats, overwrite)

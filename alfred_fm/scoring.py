@@ -7,12 +7,11 @@ from __future__ import annotations
 import math, warnings
 from dataclasses import dataclass, field
 import torch
-from .batching import map_batches
+from .batching import map_batches, pad
 from .queries import RankedQuery, as_queries
 from .responses import RankedResponse, softmax
 from .options import ScoreOptions, EncodeOptions, NORMALIZATIONS, check_choice, content_free_prompts
 from .hidden_states import embed_texts, reduced_states
-from .batching import pad
 
 # %% auto #0
 __all__ = ['PlannedQuery', 'plan_queries', 'PlannedRow', 'plan_rows', 'ScoringPlan', 'run_plan', 'normalized_logprob',

@@ -102,3 +102,15 @@ def test_run_and_the_inspector_take_chat(templated):
 def test_the_cache_key_holds_chat(templated):
     plain, chat = templated.query_key(QUERIES[0], {}), templated.query_key(QUERIES[0], {"chat": True})
     assert plain != chat != templated.query_key(QUERIES[0], {"chat": True, "system": SYSTEM})
+
+
+def test_run_checks_templated_prompts_before_any_work(templated, monkeypatch):
+    "`run` checks every prompt as it will be generated from (templated) before the first forward pass, ranked ones too."
+    b = templated.backend
+    plain, laid = len(b.prompt_ids("Say hello.")), len(b.prompt_ids(b.templated("Say hello.", True)))
+    room = b.max_length - plain   # fits as a plain prompt, not as a templated one
+    assert laid > plain
+    def forbidden(*a, **k): raise AssertionError("the model ran before the too-long prompt was reported")
+    monkeypatch.setattr(templated.model, "forward", forbidden)
+    with pytest.raises(ValueError, match=r"query 1 \(prompt \+ max_new_tokens\) has \d+ tokens"):
+        templated.run([QUERIES[0], "Say hello."], chat=True, max_new_tokens=room, progress=False)
