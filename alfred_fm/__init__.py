@@ -2,7 +2,7 @@
 __version__ = "0.1.0"
 
 from .queries import RankedQuery, CompletionQuery
-from .responses import RankedResponse, CompletionResponse
+from .responses import RankedResponse, CompletionResponse, to_dataframe
 from .model import HuggingFaceModel
 
 _INSPECTORS = ("inspect_candidates", "compare_reductions", "plot_candidates", "plot_reduction")
@@ -14,4 +14,5 @@ def __getattr__(name):
         return getattr(inspectors, name)
     raise AttributeError(f"module 'alfred_fm' has no attribute {name!r}")
 
-__all__ = ["HuggingFaceModel", "RankedQuery", "CompletionQuery", "RankedResponse", "CompletionResponse", *_INSPECTORS]
+__all__ = ["HuggingFaceModel", "RankedQuery", "CompletionQuery", "RankedResponse", "CompletionResponse", "to_dataframe",
+           *_INSPECTORS]

@@ -70,12 +70,15 @@ def check_can(self: Backend, action: str):
 def chat_prompt(self: Backend, prompt: str, system: str | None = None) -> str:
     "Refused: only a decoder-only model continues a chat template's conversation."
     raise ValueError(f"chat=True lays a prompt out as a conversation for a decoder-only model to continue; this is "
-                     f"a {self.kind} model: pass chat=False")
+                     f"a {self.kind} model: pass chat=False (and a text prompt, not a list of messages)")
 
 # %% ../nbs/08_backends.ipynb #98707cab
 @patch
-def templated(self: Backend, prompt: str, chat: bool = False, system: str | None = None) -> str:
-    "`prompt`, laid out by the chat template when `chat` (with `system` as the system message)."
+def templated(self: Backend, prompt, chat: bool = False, system: str | None = None) -> str:
+    "`prompt` (a text, or a conversation), laid out by the chat template when `chat` (with `system` as the system message)."
+    if not chat and not isinstance(prompt, str):
+        raise ValueError(f"a prompt given as a list of messages ({prompt[-1]['content'][:40]!r} …) is a conversation for "
+                         f"the model's chat template: pass chat=True with it")
     if system is not None and not chat:
         raise ValueError(f"system={system[:40]!r} is the system message of a chat template: pass chat=True with it")
     return self.chat_prompt(prompt, system) if chat else prompt
@@ -215,10 +218,10 @@ class CausalBackend(Backend):
 
 # %% ../nbs/08_backends.ipynb #5fadfe1b
 @patch
-def logprobs(self: CausalBackend, work: list, packed: bool) -> list[list[torch.Tensor]]:
-    "Token log-probabilities for `(prompt ids, [candidate ids])` rows: one packed row each, or one row per pair."
-    if packed: return packed_causal_logprobs(self.model, work, self.pad_id, self.device)
-    flat = causal_logprobs(self.model, [(ctx, c) for ctx, conts in work for c in conts], self.pad_id, self.device)
+def logprobs(self: CausalBackend, work: list, packed: bool, greedy: bool = False) -> list[list]:
+    "Token log-probabilities for `(prompt ids, [candidate ids])` rows: one packed row each, or one row per pair (see *Prompt once* for `greedy`)."
+    if packed: return packed_causal_logprobs(self.model, work, self.pad_id, self.device, greedy)
+    flat = causal_logprobs(self.model, [(ctx, c) for ctx, conts in work for c in conts], self.pad_id, self.device, greedy)
     return split_by_counts(flat, [len(conts) for _, conts in work])
 
 # %% ../nbs/08_backends.ipynb #30e4d7d5
@@ -260,9 +263,9 @@ class Seq2SeqBackend(Backend):
         n = sum(len(c) for c in conts)
         return len(ctx) + n, n
 
-    def logprobs(self, work: list, packed: bool) -> list[list[torch.Tensor]]:
+    def logprobs(self, work: list, packed: bool, greedy: bool = False) -> list[list]:
         "Token log-probabilities for `(prompt ids, [candidate ids])` rows, each prompt encoded once."
-        return shared_encoder_logprobs(self.model, work, self.pad_id, self.device)
+        return shared_encoder_logprobs(self.model, work, self.pad_id, self.device, greedy)
 
 # %% ../nbs/08_backends.ipynb #7ce5c434
 @patch

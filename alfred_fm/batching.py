@@ -87,6 +87,7 @@ def map_batches(fn: Callable[[list], list], # runs one batch of items, returns o
     results = [None] * len(items)
     st = dict(batches=0, items=len(items), tokens=sum(lengths), padded=0, oom_splits=0)
     bar = tqdm(total=len(items), disable=not progress or not items, desc=desc, unit="item")
+    done = [0]   # tokens of the items answered so far
 
     def run(idx):
         oom = False
@@ -104,9 +105,9 @@ def map_batches(fn: Callable[[list], list], # runs one batch of items, returns o
             return
         if len(out) != len(idx): raise RuntimeError(f"batch function returned {len(out)} results for {len(idx)} items")
         for i, r in zip(idx, out): results[i] = r
-        st["batches"] += 1; st["padded"] += len(idx) * max(lengths[i] for i in idx)
+        st["batches"] += 1; st["padded"] += len(idx) * max(lengths[i] for i in idx); done[0] += sum(lengths[i] for i in idx)
         bar.update(len(idx))
-        bar.set_postfix(padding=f"{1 - st['tokens'] / max(st['padded'], 1):.0%}", refresh=False)
+        bar.set_postfix(padding=f"{1 - done[0] / max(st['padded'], 1):.0%}", refresh=False)   # of the batches run so far
 
     for idx in length_batches(lengths, max_tokens, max_rows, scored, max_scored): run(idx)
     bar.close()

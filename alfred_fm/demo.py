@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_demo.ipynb #b22c5c48
 from __future__ import annotations
-import argparse, os, time
+import argparse, os, sys, time
 
 # %% auto #0
 __all__ = ['QUESTION', 'PROMPT', 'format_ranking', 'demo', 'main']
@@ -46,12 +46,18 @@ def demo(model_path: str | None = None, # a model to use instead of the bundled 
 
 # %% ../nbs/14_demo.ipynb #bbcd0e08
 def main(argv=None):
-    "Command line: `alfred-fm demo [--model PATH] [--progress]`."
+    "Command line: `alfred-fm demo [--model PATH] [--progress]`, and `alfred-fm lm-eval ...` (see *lm-evaluation-harness*)."
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lm-eval"]:   # every other argument is lm-eval's
+        from alfred_fm.lm_eval import cli
+        return cli(argv[1:])
     p = argparse.ArgumentParser(prog="alfred-fm", description="alfred_fm: rank, generate and embed with Hugging Face models")
     sub = p.add_subparsers(dest="command")
     d = sub.add_parser("demo", help="rank a multiple-choice answer and complete a prompt with the bundled model, offline")
     d.add_argument("--model", default=None, help="a model folder, .gguf file or hub id instead of the bundled model")
     d.add_argument("--progress", action="store_true", help="show progress bars")
+    sub.add_parser("lm-eval", add_help=False, help="lm-evaluation-harness's command line with alfred_fm as its model: "
+                   "alfred-fm lm-eval --tasks ... --model_args pretrained=...")
     d.add_argument("--trust-remote-code", action="store_true",
                    help="let --model's repository run its own Python code (only for repositories you trust)")
     args = p.parse_args(argv)

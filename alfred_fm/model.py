@@ -13,10 +13,11 @@ from .backends import make_backend
 from huggingface_hub.constants import HF_HUB_CACHE
 from .queries import RankedQuery, as_queries
 from .options import ScoreOptions, GenerateOptions, EncodeOptions, check_choice
-from .hidden_states import embed_texts, embed_batch, reduced_states
+from .hidden_states import embed_texts, embed_batch, reduced_states, check_finite
 from .scoring import score_queries, score_batch
 from .generation import generate_queries, generate_batch
 from .run import run_queries, fingerprint, query_key
+from .likelihood import TextMethods
 
 # %% auto #0
 __all__ = ['ScoreMethods', 'GenerateMethods', 'EncodeMethods', 'RunMethods', 'AlfredMethods', 'HuggingFaceModel']
@@ -79,7 +80,9 @@ class EncodeMethods:
                            reduction: str = "mean", # one of `REDUCTIONS`
                            layer: int = -1): # which hidden-state layer; -1 is the last
         "Reduced hidden states of a tokenized batch, as float32 on the CPU: [batch, hidden] (a list for 'none')."
-        return reduced_states(self.backend, inputs, reduction, layer)
+        states = reduced_states(self.backend, inputs, reduction, layer)
+        check_finite(list(states), "row {}: its hidden state")
+        return states
 
 # %% ../nbs/13_model.ipynb #1fdb2d80
 class RunMethods:
@@ -126,7 +129,7 @@ class AlfredMethods:
         return (self.score if mode == "score" else self.generate)(qs, **opts)
 
 # %% ../nbs/13_model.ipynb #8171f5d9
-class HuggingFaceModel(ScoreMethods, GenerateMethods, EncodeMethods, RunMethods, AlfredMethods):
+class HuggingFaceModel(ScoreMethods, GenerateMethods, EncodeMethods, TextMethods, RunMethods, AlfredMethods):
     "A causal, seq2seq or encoder model from the Hugging Face hub, a local folder or a GGUF file."
     def __init__(self,
                  model_string: str, # hub id (`org/name`), a folder saved by `save_pretrained`, or a `.gguf` file
@@ -136,9 +139,12 @@ class HuggingFaceModel(ScoreMethods, GenerateMethods, EncodeMethods, RunMethods,
                  offload_folder: str | None = None, # where accelerate may offload weights that fit nowhere else
                  int_8: bool = False, # load 8-bit weights through bitsandbytes
                  trust_remote_code: bool = True, # RISK: runs Python code from the model's repository; Alfred's default (see below)
-                 tokenizer=None): # a tokenizer object, or where to load one from; default: the model's own
+                 tokenizer=None, # a tokenizer object, or where to load one from; default: the model's own
+                 revision: str | None = None, # a hub repository's branch, tag or commit (ignored, with a warning, on disk)
+                 attn_implementation: str | None = None, # "eager", "sdpa", "flash_attention_2", ...: transformers' attention code
+                 **kwargs): # any other `from_pretrained` argument (`token`, `max_memory`, ...) or config setting; see *Loading*
         model, tokenizer, source = load_model(model_string, dtype, local_path, device_map, offload_folder, int_8,
-                                              trust_remote_code, tokenizer)
+                                              trust_remote_code, tokenizer, revision, attn_implementation, **kwargs)
         self._attach(model, tokenizer, os.fspath(model_string), source, int_8, trust_remote_code,
                      HF_HUB_CACHE if local_path is None else os.fspath(local_path))
 

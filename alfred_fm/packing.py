@@ -53,8 +53,9 @@ def _body_and_head(model):
 def packed_causal_logprobs(model, # a transformers causal LM
                            queries: list[tuple[list[int], list[list[int]]]], # (prompt ids, [candidate ids]) per query
                            pad_id: int, # id used for padding
-                           device=None) -> list[list[torch.Tensor]]:
-    "Token log-probabilities of every candidate of every query, one packed row per query, float32."
+                           device=None,
+                           greedy: bool = False) -> list[list]:
+    "Token log-probabilities of every candidate of every query, one packed row per query, float32 (see `greedy` below)."
     rows = [pack_row(ctx, conts) for ctx, conts in queries]
     ids, _ = pad([r[0] for r in rows], pad_id, device=device)
     pos, _ = pad([r[1] for r in rows], 0, device=device)
@@ -65,13 +66,15 @@ def packed_causal_logprobs(model, # a transformers causal LM
         r_idx = torch.tensor([i for i, r in enumerate(rows) for _ in r[3]], device=h.device)
         p_idx = torch.tensor([p for r in rows for p in r[3]], device=h.device)
         logprobs = head(h[r_idx, p_idx]).float().log_softmax(-1)       # [scored positions, vocab]
+        best = logprobs.argmax(-1) if greedy else None
     out, k = [], 0
     for ctx, conts in queries:
         first, k = k, k + 1
         res = []
         for c in conts:
             at = torch.tensor([first] + list(range(k, k + len(c) - 1)), device=logprobs.device)
-            res.append(logprobs[at, torch.tensor(c, device=logprobs.device)].cpu())
+            tok = torch.tensor(c, device=logprobs.device)
+            res.append((logprobs[at, tok].cpu(), (best[at] == tok).cpu()) if greedy else logprobs[at, tok].cpu())
             k += len(c) - 1
         out.append(res)
     return out
@@ -108,22 +111,27 @@ def last_logits(model, # a transformers causal LM
 def causal_logprobs(model, # a transformers causal LM
                     pairs: list[tuple[list[int], list[int]]], # (prompt ids, candidate ids) per row
                     pad_id: int, # id used for padding (always masked)
-                    device=None) -> list[torch.Tensor]:
-    "Log-probability of each candidate token, one float32 tensor per pair, from one left-padded forward."
-    ids, mask = pad([p + c for p, c in pairs], pad_id, side="left", device=device)
+                    device=None,
+                    greedy: bool = False) -> list:
+    "Log-probability of each candidate token, one float32 tensor per pair, from one left-padded forward (see `greedy`)."
+    ids, mask = pad([(p + c)[:-1] for p, c in pairs], pad_id, side="left", device=device)  # the last token predicts nothing
     K = max(len(c) for _, c in pairs)
-    logits = last_logits(model, K + 1, input_ids=ids, attention_mask=mask, position_ids=position_ids(mask))
-    logprobs = logits[:, :-1].float().log_softmax(-1)          # [rows, K, vocab]: column j predicts token j+1
+    logits = last_logits(model, K, input_ids=ids, attention_mask=mask, position_ids=position_ids(mask))
+    logprobs = logits.float().log_softmax(-1)                  # [rows, K, vocab]: the last K columns predict the last K tokens
     targets, tmask = pad([c for _, c in pairs], pad_id, side="left", device=logprobs.device)  # [rows, K]
     tok_lp = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    return [row[m.bool()].cpu() for row, m in zip(tok_lp, tmask)]
+    out = [row[m.bool()].cpu() for row, m in zip(tok_lp, tmask)]
+    if not greedy: return out
+    top = logprobs.argmax(-1) == targets
+    return [(lp, row[m.bool()].cpu()) for lp, row, m in zip(out, top, tmask)]
 
 # %% ../nbs/07_packing.ipynb #9a304f90
 def shared_encoder_logprobs(model, # a transformers encoder-decoder LM
                             queries: list[tuple[list[int], list[list[int]]]], # (prompt ids, [candidate ids])
                             pad_id: int, # id used for padding
-                            device=None) -> list[list[torch.Tensor]]:
-    "Token log-probabilities of every candidate, each prompt encoded once and shared by its candidates' decoder rows."
+                            device=None,
+                            greedy: bool = False) -> list[list]:
+    "Token log-probabilities of every candidate, each prompt encoded once and shared by its candidates' decoder rows (see `greedy`)."
     start = first_id(model.config.decoder_start_token_id)
     enc, enc_mask = pad([ctx for ctx, _ in queries], pad_id, device=device)
     owner = torch.tensor([i for i, (_, conts) in enumerate(queries) for _ in conts], device=enc.device)
@@ -134,5 +142,7 @@ def shared_encoder_logprobs(model, # a transformers encoder-decoder LM
         states = model.get_encoder()(input_ids=enc, attention_mask=enc_mask).last_hidden_state
         logits = model(encoder_outputs=(states[owner],), attention_mask=enc_mask[owner],
                        decoder_input_ids=dec, decoder_attention_mask=dec_mask).logits
-    tok_lp = logits.float().log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1).cpu()
-    return split_by_counts([row[:len(c)] for row, c in zip(tok_lp, conts)], [len(cs) for _, cs in queries])
+    lps = logits.float().log_softmax(-1)
+    rows = [row[:len(c)] for row, c in zip(lps.gather(-1, targets.unsqueeze(-1)).squeeze(-1).cpu(), conts)]
+    if greedy: rows = [(lp, top[:len(c)]) for lp, top, c in zip(rows, (lps.argmax(-1) == targets).cpu(), conts)]
+    return split_by_counts(rows, [len(cs) for _, cs in queries])

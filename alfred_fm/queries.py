@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 # %% auto #0
-__all__ = ['CompletionQuery', 'RankedQuery', 'from_alfred', 'as_query', 'as_queries']
+__all__ = ['is_conversation', 'CompletionQuery', 'RankedQuery', 'from_alfred', 'as_query', 'as_queries']
 
 # %% ../nbs/00_queries.ipynb #df0017b5
 def _check_text(value, what):
@@ -17,24 +17,43 @@ def _check_text(value, what):
                         f"convert it with str() or fix the data that produced it")
     return value
 
+# %% ../nbs/00_queries.ipynb #5c1e7a42
+def is_conversation(value) -> bool:
+    "Whether `value` is a conversation: a non-empty list of `{'role': str, 'content': str}` messages."
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value)
+
+# %% ../nbs/00_queries.ipynb #8d2f4b63
+def _check_prompt(value, what):
+    "A prompt: a `str`, or a conversation (copied); anything else is a `TypeError` naming `what`."
+    if is_conversation(value): return [dict(m) for m in value]
+    if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
+        raise TypeError(f"{what} is a list of messages, and each needs a str 'role' and a str 'content', as in "
+                        f"{{'role': 'user', 'content': 'Is the sky blue?'}}; got {value!r:.120}")
+    return _check_text(value, what)
+
+def _frozen(prompt):
+    "A prompt as something hashable."
+    return prompt if isinstance(prompt, str) else tuple(tuple(sorted(m.items())) for m in prompt)
+
 # %% ../nbs/00_queries.ipynb #84269135
 class CompletionQuery:
     "A prompt for the model to continue."
-    def __init__(self, prompt: str): # the text the model continues
-        self.prompt = _check_text(prompt, "CompletionQuery.prompt")
+    def __init__(self, prompt: str | list[dict]): # the text the model continues, or a conversation (with `chat=True`)
+        self.prompt = _check_prompt(prompt, "CompletionQuery.prompt")
 
     def load(self): return self.prompt
     def __eq__(self, other): return type(other) is type(self) and other.prompt == self.prompt
-    def __hash__(self): return hash((type(self).__name__, self.prompt))
+    def __hash__(self): return hash((type(self).__name__, _frozen(self.prompt)))
     def __repr__(self): return f"CompletionQuery({self.prompt!r})"
 
 # %% ../nbs/00_queries.ipynb #df0c2edd
 class RankedQuery:
     "A prompt and the candidate answers to rank by the model's log-probability."
     def __init__(self,
-                 prompt: str, # the text each candidate continues
+                 prompt: str | list[dict], # the text each candidate continues, or a conversation (with `chat=True`)
                  candidates: Sequence[str]): # the answers to rank, each scored as the prompt's continuation
-        self.prompt = _check_text(prompt, "RankedQuery.prompt")
+        self.prompt = _check_prompt(prompt, "RankedQuery.prompt")
         if isinstance(candidates, str):
             raise TypeError(f"RankedQuery.candidates must be a list of strings, got the single string "
                             f"{candidates!r}; wrap it in a list: [{candidates!r}]")
@@ -52,7 +71,7 @@ class RankedQuery:
     def load(self): return self.prompt, self.candidates
     def __eq__(self, other):
         return type(other) is type(self) and (other.prompt, other.candidates) == (self.prompt, self.candidates)
-    def __hash__(self): return hash((type(self).__name__, self.prompt, tuple(self.candidates)))
+    def __hash__(self): return hash((type(self).__name__, _frozen(self.prompt), tuple(self.candidates)))
     def __repr__(self): return f"RankedQuery({self.prompt!r}, candidates={self.candidates!r})"
 
 # %% ../nbs/00_queries.ipynb #635022d8
@@ -68,7 +87,7 @@ def from_alfred(q) -> RankedQuery | CompletionQuery:
 def as_query(q) -> RankedQuery | CompletionQuery:
     "Turn a query (alfred_fm's, or one with Alfred's interface), a prompt string, or a `(prompt, candidates)` pair into a query object."
     if isinstance(q, (RankedQuery, CompletionQuery)): return q
-    if isinstance(q, str): return CompletionQuery(q)
+    if isinstance(q, str) or is_conversation(q): return CompletionQuery(q)
     if isinstance(q, tuple) and len(q) == 2: return RankedQuery(*q)
     if hasattr(q, "prompt") and callable(getattr(q, "load", None)): return from_alfred(q)
     raise TypeError(f"cannot run a {type(q).__name__} ({q!r:.80}): give a RankedQuery, a CompletionQuery, "
@@ -79,7 +98,7 @@ def as_queries(queries, # one query (or prompt, or pair), or a list of them
                kind: type | None = None # the query class every item must be, if any
               ) -> tuple[list, bool]:
     "Queries as a list of query objects, and whether a single query was given (to answer with one response)."
-    single = not isinstance(queries, list)
+    single = not isinstance(queries, list) or is_conversation(queries)   # one conversation is one prompt
     qs = [as_query(q) for q in ([queries] if single else queries)]
     if kind is not None:
         for i, q in enumerate(qs):

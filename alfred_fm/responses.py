@@ -6,10 +6,11 @@
 from __future__ import annotations
 import json, math
 from dataclasses import dataclass, fields
+from .queries import as_queries
 
 # %% auto #0
 __all__ = ['Response', 'CompletionResponse', 'check_temperature', 'softmax', 'RankedResponse', 'response_to_json',
-           'response_from_json']
+           'response_from_json', 'to_dataframe']
 
 # %% ../nbs/01_responses.ipynb #0fe52c93
 def _same(a, b) -> bool:
@@ -147,3 +148,32 @@ def _from_json_dict(d):
 def response_from_json(text: str | dict):
     "The response (or list of them) that `response_to_json` wrote."
     return _from_json_dict(dict(json.loads(text) if isinstance(text, str) else text))
+
+# %% ../nbs/01_responses.ipynb #837627c5
+def _row(r) -> dict:
+    "One response's columns: its prediction, and a completion's score or each candidate's `p[…]` and `logp[…]`."
+    if isinstance(r, CompletionResponse): return {"prediction": r.prediction, "score": r.score}
+    if isinstance(r, RankedResponse):
+        return {"prediction": r.prediction, **{f"p[{c}]": p for c, p in r.scores.items()},
+                **{f"logp[{c}]": lp for c, lp in (r.logits or {}).items()}}
+    raise TypeError(f"cannot put a {type(r).__name__} in a table of responses; give RankedResponse or CompletionResponse objects")
+
+# %% ../nbs/01_responses.ipynb #6a2a2ab1
+def to_dataframe(responses, # a response, or a list of them (a list of completions in it too), as `score`, `generate` or `run` give
+                 queries=None): # the queries they answer, in the same order, for a `prompt` column
+    "A pandas DataFrame with one row per query: its prediction, a completion's score, each candidate's `p[…]` and `logp[…]`."
+    try: import pandas as pd
+    except ImportError as e: raise ImportError("to_dataframe needs pandas: pip install pandas") from e
+    responses = responses if isinstance(responses, list) else [responses]
+    prompts = None
+    if queries is not None:
+        prompts = [q.prompt for q in as_queries(queries)[0]]
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} queries for {len(responses)} responses: give the queries the responses answer, in order")
+    rows, index = [], []
+    for i, r in enumerate(responses):
+        for one in r if isinstance(r, list) else [r]:
+            rows.append(({} if prompts is None else {"prompt": prompts[i]}) | _row(one)); index.append(i)
+    df = pd.DataFrame(rows, index=pd.Index(index, name="query"))
+    first = [c for c in df.columns if not c.startswith(("p[", "logp["))]
+    return df[first + [c for c in df.columns if c.startswith("p[")] + [c for c in df.columns if c.startswith("logp[")]]

@@ -303,12 +303,12 @@ def open_jsonl(path, keys: list[str] | None, overwrite: bool):
 # %% ../nbs/12_run.ipynb #280dd49d
 def check_queries(backend, qs: list, score_opts: ScoreOptions | None, generate_opts: GenerateOptions | None):
     "Tokenise and length-check every query before the first forward pass: what `score` and `generate` check, for all at once."
-    ranked = [q for q in qs if isinstance(q, RankedQuery)]
+    ranked = [i for i, q in enumerate(qs) if isinstance(q, RankedQuery)]   # numbered as the caller's list
     if ranked:
         backend.check_can("score candidates")
         with warnings.catch_warnings():   # prompts cut to fit are reported where they are scored
             warnings.simplefilter("ignore")
-            plan_queries(backend, ranked, score_opts)
+            plan_queries(backend, [qs[i] for i in ranked], score_opts, ranked)
     if len(ranked) < len(qs):
         backend.check_can("generate")
         where = [i for i, q in enumerate(qs) if isinstance(q, CompletionQuery)]

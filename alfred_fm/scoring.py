@@ -46,12 +46,14 @@ class PlannedQuery:
 # %% ../nbs/10_scoring.ipynb #0be9c921
 def plan_queries(backend, # the model's backend
                  queries: list[RankedQuery], # the queries asked
-                 opts: ScoreOptions) -> list[PlannedQuery]:
+                 opts: ScoreOptions,
+                 where: list[int] | None = None) -> list[PlannedQuery]: # the queries' numbers in messages (default 0, 1, ...)
     "The queries asked, then calibration's content-free prompts, each tokenised and fitted to the model; a warning names those cut."
     prompts = content_free_prompts(opts.calibrate)
     label_sets = list(dict.fromkeys(tuple(q.candidates) for q in queries)) if prompts else []
     laid = lambda p: backend.templated(p, opts.chat, opts.system)   # through the chat template, with `chat=True`
-    planned = [PlannedQuery(f"query {i}", RankedQuery(laid(q.prompt), q.candidates)) for i, q in enumerate(queries)]
+    planned = [PlannedQuery(f"query {i}", RankedQuery(laid(q.prompt), q.candidates))
+               for i, q in zip(range(len(queries)) if where is None else where, queries)]
     planned += [PlannedQuery(f"content-free prompt {p[:60]!r} (calibrate)", RankedQuery(laid(p), list(ls)), calibrates=ls)
                 for ls in label_sets for p in prompts]
     cut = []
@@ -115,17 +117,20 @@ class ScoringPlan:
         return [i for i, q in enumerate(self.queries) if q.calibrates == tuple(candidates)]
 
 # %% ../nbs/10_scoring.ipynb #b8b6fcef
-def run_plan(backend, plan: ScoringPlan, opts: ScoreOptions, stats: dict | None = None) -> list[list[torch.Tensor]]:
-    "Token log-probabilities of every planned query's candidates, one tensor per candidate."
+def run_plan(backend, plan: ScoringPlan, opts: ScoreOptions, stats: dict | None = None,
+             greedy: bool = False): # also say, per candidate, whether each of its tokens is the model's top choice
+    "Token log-probabilities of every planned query's candidates, one tensor per candidate (and, with `greedy`, the flags)."
     max_tokens, max_scored = backend.budgets(opts.max_tokens, opts.max_logits)
     def run(rows): return backend.logprobs([(plan.queries[r.query].ctx, [plan.queries[r.query].conts[c] for c in r.candidates])
-                                            for r in rows], plan.packed)
+                                            for r in rows], plan.packed, greedy)
     done = map_batches(run, plan.rows, [r.tokens for r in plan.rows], max_tokens, opts.batch_size, opts.progress,
                        desc="score", scored=[r.scored for r in plan.rows], max_scored=max_scored, stats=stats)
     out = [[None] * len(q.conts) for q in plan.queries]
     for row, lps in zip(plan.rows, done):
         for ci, lp in zip(row.candidates, lps): out[row.query][ci] = lp
-    return [q.candidate_logprobs(lps) for q, lps in zip(plan.queries, out)]
+    if not greedy: return [q.candidate_logprobs(lps) for q, lps in zip(plan.queries, out)]
+    return ([q.candidate_logprobs([lp for lp, _ in lps]) for q, lps in zip(plan.queries, out)],
+            [[bool(top.all()) for _, top in lps[:len(q.query.candidates)]] for q, lps in zip(plan.queries, out)])
 
 # %% ../nbs/10_scoring.ipynb #99952fb1
 def normalized_logprob(token_logprobs, # the candidate's token log-probabilities (tensor or floats)
@@ -191,7 +196,8 @@ def score_queries(backend, # the model's backend
     queries, single = as_queries(queries, RankedQuery)
     plan = ScoringPlan.build(backend, queries, opts, backend.budgets(opts.max_tokens, opts.max_logits)[0])
     lps = run_plan(backend, plan, opts, stats)
-    embeddings = (embed_texts(backend, [q.prompt for q in queries], EncodeOptions(reduction=opts.reduction, progress=False))
+    embeddings = (embed_texts(backend, [pq.query.prompt for pq in plan.asked],   # each prompt as the model read it
+                              EncodeOptions(reduction=opts.reduction, progress=False))
                   if opts.hidden_state else [None] * len(queries))
     out = []
     for qi, (pq, emb) in enumerate(zip(plan.asked, embeddings)):

@@ -87,13 +87,16 @@ def check_candidate_tokens(prompt: str, candidates: list[str], conts: list[list[
 
 # %% ../nbs/06_tokens.ipynb #31043c98
 def chat_text(tokenizer, # the model's tokenizer, with a chat template
-              prompt: str, # the user's turn
+              prompt, # the user's turn, or a conversation: a list of {"role", "content"} messages (few-shot turns)
               system: str | None = None # a system message before it
              ) -> ChatPrompt:
-    "The prompt laid out by the tokenizer's chat template: the system message, the user's turn, the generation prompt."
+    "The prompt laid out by the tokenizer's chat template: the system message, the user's turn (or the conversation), the generation prompt."
     if not isinstance(getattr(tokenizer, "chat_template", None), (str, dict)):
         raise ValueError(f"chat=True needs a chat template, and the tokenizer {type(tokenizer).__name__} "
                          f"({getattr(tokenizer, 'name_or_path', '')!r}) has none: load an instruct model's tokenizer "
                          f"(tokenizer=...), set model.tokenizer.chat_template to a Jinja template, or pass chat=False")
-    messages = ([{"role": "system", "content": system}] if system is not None else []) + [{"role": "user", "content": prompt}]
+    turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    if system is not None and any(m["role"] == "system" for m in turns):
+        raise ValueError("the conversation has a system message and system= gives another: give it once")
+    messages = ([{"role": "system", "content": system}] if system is not None else []) + turns
     return ChatPrompt(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))

@@ -137,6 +137,37 @@ def row_system_without_chat(llama, no_forward, **_):
 def row_chat_on_seq2seq(t5, no_forward, **_):
     with raises(ValueError, "this is a seq2seq model: pass chat=False"): no_forward(t5).score(("Q:", ["a"]), chat=True)
 
+def row_whole_text_on_seq2seq(t5, minilm, no_forward, **_):
+    with raises(ValueError, "this model's kind is 'seq2seq': load a causal model"): no_forward(t5).loglikelihood("A text.")
+    with raises(ValueError, "decoder-only"): no_forward(t5).token_score(["A text."], words=True)
+    with raises(ValueError, "this model's kind is 'encoder': load a causal model"): no_forward(minilm).perplexity("A text.")
+
+def row_window_too_long(llama, no_forward, **_):
+    with raises(ValueError, f"is more than the {llama.max_length} tokens this model takes; pass max_length={llama.max_length}"):
+        no_forward(llama).loglikelihood("A text.", max_length=llama.max_length + 1)
+
+def row_words_without_offsets(llama, monkeypatch, **_):
+    monkeypatch.setattr(type(llama.tokenizer), "is_fast", property(lambda self: False))
+    with raises(ValueError, "words=True needs each token's place in the text, which only a fast tokenizer gives"):
+        llama.token_score("A text.", words=True, progress=False)
+
+def row_lm_eval_loaded_model_options(llama, **_):
+    pytest.importorskip("lm_eval")
+    from alfred_fm.lm_eval import AlfredLM
+    with raises(ValueError, "pretrained is a loaded HuggingFaceModel, which ['device', 'dtype'] cannot change"):
+        AlfredLM(llama, dtype="float16", device="cpu")
+
+def row_conversation_without_chat(llama, no_forward, **_):
+    shots = [{"role": "user", "content": "2 + 2?"}, {"role": "assistant", "content": "4"}, {"role": "user", "content": "3 + 3?"}]
+    with raises(ValueError, "is a conversation for the model's chat template: pass chat=True with it"):
+        no_forward(llama).run([(shots, [" 6"]), "Hi"])
+    with raises(TypeError, "each needs a str 'role' and a str 'content'"): RankedQuery([{"role": "user"}], [" a"])
+    llama.tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+    try:
+        with raises(ValueError, "has a system message and system= gives another: give it once"):
+            no_forward(llama).score(([{"role": "system", "content": "Be brief."}, *shots], [" 6"]), chat=True, system="Hi")
+    finally: llama.tokenizer.chat_template = None
+
 def row_layer_out_of_range(llama, **_):
     n = llama.backend.n_layers
     with raises(IndexError, f"layer {n} is out of range: this model has {n} hidden-state layers"):
@@ -171,6 +202,30 @@ def row_offload_folder_not_writable(llama_dir, tmp_path, **_):
     blocker = tmp_path / "a_file"; blocker.write_text("x")   # a folder cannot be made under a file, even by root
     with raises(PermissionError, "cannot be written"): HuggingFaceModel(str(llama_dir), offload_folder=str(blocker / "sub"))
 
+def row_unknown_from_pretrained_keyword(llama_dir, monkeypatch, **_):
+    import transformers
+    def no_load(*a, **k): raise AssertionError("weights were loaded before the bad keyword was reported")
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_load)
+    with raises(TypeError, "unknown keyword atn_implementation=: it is neither an argument of transformers' from_pretrained "
+                           "nor a setting of this model's configuration (LlamaConfig)"):
+        HuggingFaceModel(str(llama_dir), atn_implementation="eager")
+    with raises(TypeError, "did you mean attn_implementation=?"): HuggingFaceModel(str(llama_dir), atn_implementation="eager")
+    with raises(TypeError, "alfred_fm does not pass torch_dtype= on to from_pretrained: pass dtype= instead"):
+        HuggingFaceModel(str(llama_dir), torch_dtype=torch.float32)
+
+def row_unknown_attn_implementation(llama_dir, monkeypatch, **_):
+    import transformers
+    def no_load(*a, **k): raise AssertionError("weights were loaded before the bad name was reported")
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_load)
+    with raises(ValueError, "unknown attn_implementation='eagre'; use one of ['eager', "):
+        HuggingFaceModel(str(llama_dir), attn_implementation="eagre")
+    with raises(ValueError, "(did you mean 'eager'?)"): HuggingFaceModel(str(llama_dir), attn_implementation="eagre")
+
+def row_revision_on_disk(llama_dir, **_):
+    with pytest.warns(UserWarning, match=re.escape("revision='v2' is ignored")):     # policy: a folder has no versions
+        m = HuggingFaceModel(str(llama_dir), revision="v2", trust_remote_code=False)
+    assert "revision" not in m.source
+
 def row_unknown_query_type(llama, no_forward, **_):
     with raises(TypeError, "cannot run a dict"): no_forward(llama).run([("Q:", [" a"]), {"prompt": "Q:"}])
 
@@ -190,6 +245,12 @@ def row_unknown_normalize(llama, no_forward, **_):
 def row_bad_temperature(llama, no_forward, **_):
     with raises(ValueError, "temperature must be a positive finite number"):
         no_forward(llama).score(("Q:", [" a"]), temperature=0)
+
+def row_temperature_without_sampling(llama, **_):
+    greedy = llama.generate("Hi", max_new_tokens=4, progress=False)
+    with pytest.warns(UserWarning, match=re.escape("temperature=0.7 is ignored: do_sample=False decodes greedily")):
+        r = llama.generate("Hi", max_new_tokens=4, temperature=0.7, do_sample=False, progress=False)
+    assert r.prediction == greedy.prediction                            # policy: greedy, as do_sample=False asks
 
 def row_bad_calibrate(llama, no_forward, **_):
     with raises(ValueError, "template without '{}'"): no_forward(llama).score(("Q:", [" a"]), calibrate="Q:")
@@ -344,16 +405,30 @@ def row_non_finite_embedding(llama_dir, **_):
     with torch.no_grad(): m.model.get_input_embeddings().weight[m.tokenizer(" France").input_ids[0]] = float("nan")
     with raises(ValueError, "text 1: its embedding is NaN or inf: the model overflowed"):
         m.encode(["Hi", "The capital of France is"], batch_size=1, progress=False)
+    inputs = m.tokenizer(["Hi", "The capital of France is"], padding=True, return_tensors="pt")
+    with raises(ValueError, "row 1: its hidden state is NaN or inf"): m._get_hidden_states(inputs)
+
+def row_non_finite_whole_text(llama_dir, **_):
+    m = HuggingFaceModel(str(llama_dir), trust_remote_code=False)
+    with torch.no_grad(): m.model.get_input_embeddings().weight[m.tokenizer(" France").input_ids[0]] = float("nan")
+    texts = ["Hi there", "The capital of France is Paris"]
+    with raises(ValueError, "text 1: a token's log-probability is NaN or inf: the model overflowed"):
+        m.perplexity(texts, batch_size=1, progress=False)
+    pytest.importorskip("lm_eval")
+    from lm_eval.api.instance import Instance
+    from alfred_fm.lm_eval import AlfredLM
+    reqs = [Instance("loglikelihood", {}, (t, " x"), i) for i, t in enumerate(texts)]
+    with raises(ValueError, "request 1: its log-likelihood is NaN or inf"): AlfredLM(m).loglikelihood(reqs, True)
 
 def row_out_of_memory(llama, monkeypatch, **_):
     import weakref
     queries = [("Q:", [" a", " b"]), ("The capital of France is", [" Paris", " London"]), ("Hi", [" there"])]
     want, real, held = llama.score(queries, progress=False), llama.backend.logprobs, []
-    def tight(rows, packed):      # a device that fits one row at a time
+    def tight(rows, packed, greedy=False):      # a device that fits one row at a time
         if held: assert held[-1]() is None, "the failed batch's tensors were still alive at the retry"
         work = torch.ones(len(rows), 64); held.append(weakref.ref(work))
         if len(rows) > 1: raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
-        return real(rows, packed)
+        return real(rows, packed, greedy)
     monkeypatch.setattr(llama.backend, "logprobs", tight)
     got = llama.score(queries, progress=False)
     assert llama.last_stats["oom_splits"] >= 1 and len(held) > 2

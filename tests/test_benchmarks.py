@@ -40,3 +40,16 @@ def test_encode_bench_quick(tmp_path):
     res = json.loads((tmp_path / "encode_bench.json").read_text())
     assert res["min_cosine"] >= 0.9999
     assert res["speed_ratio"] > 0
+
+
+def test_lm_eval_bench_quick(tmp_path):
+    pytest.importorskip("lm_eval")
+    stdout = _run("lm_eval_bench.py", tmp_path, "--reps", "1")
+    report = json.loads((tmp_path / "lm_eval_bench.json").read_text())
+    assert set(report["tasks"]) == {"bench_mc", "bench_ppl"}
+    for name, t in report["tasks"].items():
+        assert t["samples"] > 0 and t["max_abs_ll_diff"] < 1e-3, name   # HFLM and alfred_fm: the same numbers
+        assert t["speedup_vs_hflm"] > 0
+        ours, theirs = t["metrics"]["alfred_fm"], t["metrics"]["lm-eval HFLM b16"]
+        for k, v in theirs.items(): assert ours[k] == pytest.approx(v, rel=1e-4, abs=1e-6), (name, k)
+    assert "ratio" in stdout

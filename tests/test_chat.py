@@ -114,3 +114,34 @@ def test_run_checks_templated_prompts_before_any_work(templated, monkeypatch):
     monkeypatch.setattr(templated.model, "forward", forbidden)
     with pytest.raises(ValueError, match=r"query 1 \(prompt \+ max_new_tokens\) has \d+ tokens"):
         templated.run([QUERIES[0], "Say hello."], chat=True, max_new_tokens=room, progress=False)
+
+
+FEW_SHOT = [{"role": "user", "content": "Is snow white?"}, {"role": "assistant", "content": "yes"},
+            {"role": "user", "content": "Is coal white?"}, {"role": "assistant", "content": "no"},
+            {"role": "user", "content": "Is the sky blue?"}]
+
+
+def test_few_shot_conversation_scores_equal_the_reference(model, tmp_path):
+    "Few-shot turns as a list of messages: the template's ids for the whole conversation, then the reply; cached as such."
+    ctx = list(model.tokenizer.apply_chat_template([{"role": "system", "content": SYSTEM}, *FEW_SHOT],
+                                                   add_generation_prompt=True, tokenize=True)["input_ids"])
+    q = RankedQuery(FEW_SHOT, ["yes", "no"])
+    r = model.score(q, chat=True, system=SYSTEM, progress=False)
+    for c in q.candidates:
+        ref = causal_reference(model.model, ctx, own_ids(model, c)).double().sum().item()
+        assert r.logits[c] == pytest.approx(ref, abs=1e-4), c
+    mixed = model.run([(FEW_SHOT, ["yes", "no"]), ("Is the sky blue?", ["yes", "no"]), FEW_SHOT], chat=True,
+                      system=SYSTEM, max_new_tokens=3, cache=str(tmp_path / "c.sqlite"), progress=False)
+    assert mixed[0].logits == pytest.approx(r.logits, abs=1e-4) and mixed[1].logits != mixed[0].logits
+    again = model.run([(FEW_SHOT, ["yes", "no"]), FEW_SHOT], chat=True, system=SYSTEM, max_new_tokens=3,
+                      cache=str(tmp_path / "c.sqlite"), progress=False)
+    assert model.last_run_stats["computed"] == 0 and again == [mixed[0], mixed[2]]
+    g = model.generate(FEW_SHOT, chat=True, system=SYSTEM, max_new_tokens=3, progress=False)
+    assert g == mixed[2]
+
+
+def test_conversation_needs_chat_and_one_system_message(templated):
+    with pytest.raises(ValueError, match="is a conversation for the model's chat template: pass chat=True"):
+        templated.score((FEW_SHOT, ["yes", "no"]))
+    with pytest.raises(ValueError, match="has a system message and system= gives another"):
+        templated.generate([{"role": "system", "content": "Be brief."}, *FEW_SHOT], chat=True, system=SYSTEM)

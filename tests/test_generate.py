@@ -80,3 +80,29 @@ def test_nan_score_is_an_error_naming_the_prompt(tmp_path, monkeypatch):
     monkeypatch.setattr(m.backend, "pair_logprobs", nan_for_france)
     with pytest.raises(ValueError, match=r"prompt 1: its completion's score is NaN or inf.*dtype='float32' or 'bfloat16'"):
         m.generate(NAN_PROMPTS, max_new_tokens=3, batch_size=1, progress=False)
+
+
+# ---- temperature: Alfred's meaning (issue 13) -------------------------------------------------------------------
+
+def test_a_temperature_samples_reproducibly(llama):
+    "A positive temperature samples (as in Alfred); a seed repeats the sample; a high one strays from greedy."
+    import torch
+    prompts = ["The capital of France is", "Hi"]
+    greedy = [r.prediction for r in llama.generate(prompts, max_new_tokens=8, progress=False)]
+    assert [r.prediction for r in llama.generate(prompts, max_new_tokens=8, temperature=0, progress=False)] == greedy
+    samples = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        samples.append([r.prediction for r in llama.generate(prompts, max_new_tokens=8, temperature=5.0, progress=False)])
+    assert samples[0] == samples[1] and samples[0] != greedy
+    torch.manual_seed(0)   # Alfred's batch method and run sample the same way
+    assert [r.prediction for r in llama._generate_batch(prompts, max_new_tokens=8, temperature=5.0)] == samples[0]
+    torch.manual_seed(0)
+    assert [r.prediction for r in llama.run(prompts, max_new_tokens=8, temperature=5.0, progress=False)] == samples[0]
+
+
+def test_do_sample_false_with_a_temperature_warns_and_decodes_greedily(llama):
+    greedy = llama.generate("The capital of France is", max_new_tokens=8, progress=False)
+    with pytest.warns(UserWarning, match=r"temperature=5.0 is ignored: do_sample=False decodes greedily"):
+        r = llama.generate("The capital of France is", max_new_tokens=8, temperature=5.0, do_sample=False, progress=False)
+    assert r.prediction == greedy.prediction

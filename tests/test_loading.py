@@ -1,5 +1,6 @@
 """Loading from every kind of source, with every option. Error cases live in the bad-input table (tests/test_bad_input.py), except the few below that it does not cover."""
 import importlib.util
+import math
 import shutil
 import pytest
 import torch
@@ -145,3 +146,168 @@ def test_float16_checkpoint_with_auto_dtype_on_cuda_warns(llama_dir, tmp_path):
     with pytest.warns(UserWarning, match="dtype='auto' loaded this model in float16"):
         m = HuggingFaceModel(str(tmp_path), trust_remote_code=False)
     assert m.device.type == "cuda" and m.dtype == torch.float16
+
+
+# ---- issue 13: revision, attn_implementation and other from_pretrained keywords; image-text models; the log line ----
+
+def two_revisions(cache, repo: str, tmp_path):
+    "Lay out `repo` in a hub cache with two snapshots: main (a tiny Llama) and a commit tagged v2 (another, adding BOS)."
+    entry, main, v2 = cache / ("models--" + repo.replace("/", "--")), "a" * 40, "b" * 40
+    shutil.copytree(tiny_llama(tmp_path / "main", seed=0), entry / "snapshots" / main)
+    shutil.copytree(tiny_llama(tmp_path / "v2", add_bos=True, seed=1), entry / "snapshots" / v2)
+    (entry / "refs").mkdir()
+    (entry / "refs" / "main").write_text(main); (entry / "refs" / "v2").write_text(v2)
+    return tmp_path / "main", tmp_path / "v2", v2
+
+
+def test_revision_picks_the_snapshot_for_config_weights_and_tokenizer(tmp_path):
+    "revision= reaches the hub lookup of the configuration, the weights and the tokenizer (offline, from a cache)."
+    cache = tmp_path / "cache"
+    main, v2, commit = two_revisions(cache, "alfred-fm/tiny-llama", tmp_path)
+    want = {name: HuggingFaceModel(str(d)).score(Q, progress=False).logits for name, d in (("main", main), ("v2", v2))}
+    for revision, name in ((None, "main"), ("main", "main"), ("v2", "v2"), (commit, "v2")):
+        m = HuggingFaceModel("alfred-fm/tiny-llama", local_path=str(cache), revision=revision, trust_remote_code=False)
+        assert m.score(Q, progress=False).logits == pytest.approx(want[name], abs=1e-6), revision
+        assert (m.tokenizer("a").input_ids[0] == m.tokenizer.bos_token_id) == (name == "v2")   # v2's tokenizer adds BOS
+        assert m.source.get("revision") == revision
+    with pytest.raises(OSError, match="could not load a model from 'alfred-fm/tiny-llama'"):
+        HuggingFaceModel("alfred-fm/tiny-llama", local_path=str(cache), revision="v3")
+
+
+def test_revision_reaches_every_from_pretrained_call(llama_dir, tmp_path, monkeypatch):
+    "The configuration, the weights and the tokenizer are each asked for the revision, and the hub's access keywords."
+    import transformers
+    cache = tmp_path / "cache"
+    hub_cache(cache, "alfred-fm/tiny-llama", llama_dir)
+    seen = {}
+    for cls in (transformers.AutoConfig, transformers.AutoModelForCausalLM, transformers.AutoTokenizer):
+        real = cls.from_pretrained
+        def spy(*a, _real=real, _name=cls.__name__, **k):
+            seen[_name] = k
+            return _real(*a, **k)
+        monkeypatch.setattr(cls, "from_pretrained", spy)
+    HuggingFaceModel("alfred-fm/tiny-llama", local_path=str(cache), revision="main", local_files_only=True,
+                     trust_remote_code=False)
+    for name in ("AutoConfig", "AutoModelForCausalLM", "AutoTokenizer"):
+        assert seen[name]["revision"] == "main" and seen[name]["local_files_only"] is True, name
+
+
+def test_revision_of_a_folder_on_disk_is_ignored_with_a_warning(llama_dir):
+    with pytest.warns(UserWarning, match="revision='v2' is ignored"):
+        m = HuggingFaceModel(str(llama_dir), revision="v2", trust_remote_code=False)
+    assert "revision" not in m.source
+
+
+def test_remote_code_is_looked_for_at_the_revision(tmp_path):
+    "The files trust_remote_code=True would run are read from the snapshot of the revision asked for."
+    import json
+    from alfred_fm.loading import model_source, remote_code_files
+    cache = tmp_path / "cache"
+    two_revisions(cache, "alfred-fm/custom", tmp_path)
+    snap = cache / "models--alfred-fm--custom" / "snapshots" / ("b" * 40)
+    config = json.loads((snap / "config.json").read_text())
+    (snap / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoConfig": "configuration_custom.Custom"}}))
+    assert remote_code_files(model_source("alfred-fm/custom", str(cache))) == []
+    assert remote_code_files(model_source("alfred-fm/custom", str(cache), revision="v2")) == [str(snap / "configuration_custom.py")]
+
+
+def test_attn_implementation_and_config_settings_reach_the_model(llama_dir):
+    eager = HuggingFaceModel(str(llama_dir), attn_implementation="eager", trust_remote_code=False)
+    default = HuggingFaceModel(str(llama_dir), trust_remote_code=False)
+    assert (eager.model.config._attn_implementation, default.model.config._attn_implementation) == ("eager", "sdpa")
+    assert eager.score(Q, progress=False).logits == pytest.approx(default.score(Q, progress=False).logits, abs=1e-4)
+    m = HuggingFaceModel(str(llama_dir), rms_norm_eps=1e-2, use_cache=False, trust_remote_code=False)
+    assert (m.model.config.rms_norm_eps, m.model.config.use_cache) == (1e-2, False)
+    assert m.score(Q, progress=False).logits != pytest.approx(default.score(Q, progress=False).logits, abs=1e-4)
+
+
+def test_from_pretrained_keywords_pass_through(llama_dir):
+    "A from_pretrained argument reaches it: this folder holds only safetensors, so use_safetensors=False finds no weights."
+    assert HuggingFaceModel(str(llama_dir), use_safetensors=True, trust_remote_code=False).kind == "causal"
+    with pytest.raises(OSError, match="could not load a model from"):
+        HuggingFaceModel(str(llama_dir), use_safetensors=False, trust_remote_code=False)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(atn_implementation="eager"), "did you mean attn_implementation=?"),
+    (dict(rms_norm_epsilon=1e-5), "did you mean rms_norm_eps=?"),
+    (dict(int8=True), "did you mean int_8=?"),
+    (dict(torch_dtype=torch.float32), "pass dtype= instead"),
+    (dict(cache_dir="/tmp"), "pass local_path= (a hub cache folder) instead"),
+    (dict(load_in_8bit=True), "pass int_8=True instead"),
+    (dict(output_loading_info=True), "HuggingFaceModel.from_model"),
+    (dict(_attn_implementation="eager"), "did you mean attn_implementation=?"),
+])
+def test_unknown_or_owned_keywords_fail_before_loading(llama_dir, monkeypatch, kwargs, message):
+    import re
+    import transformers
+    def no_load(*a, **k): raise AssertionError("weights were loaded")
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_load)
+    with pytest.raises(TypeError, match=re.escape(message)):
+        HuggingFaceModel(str(llama_dir), trust_remote_code=False, **kwargs)
+
+
+def test_quantization_config_and_int_8_are_not_both_given(llama_dir):
+    pytest.importorskip("bitsandbytes")
+    from transformers import BitsAndBytesConfig
+    with pytest.raises(TypeError, match="not both"):
+        HuggingFaceModel(str(llama_dir), int_8=True, quantization_config=BitsAndBytesConfig(load_in_8bit=True))
+
+
+def tiny_gemma3(path):
+    "A random Gemma 3 of text and images (Gemma3ForConditionalGeneration, not an encoder-decoder) with the BPE tokenizer."
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+    from alfred_fm.fixtures import bpe_tokenizer
+    tok = bpe_tokenizer(add_bos=True)
+    cfg = Gemma3Config(
+        text_config=dict(vocab_size=len(tok) + 2, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=512,
+                         sliding_window=64, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=28, patch_size=14),
+        mm_tokens_per_image=4, boi_token_index=len(tok), eoi_token_index=len(tok) + 1, image_token_index=len(tok) + 1)
+    torch.manual_seed(0)
+    Gemma3ForConditionalGeneration(cfg).save_pretrained(path); tok.save_pretrained(path)
+    return path
+
+
+def test_gemma3_conditional_generation_is_causal_and_scores(tmp_path):
+    from alfred_fm.fixtures import causal_reference
+    m = HuggingFaceModel(str(tiny_gemma3(tmp_path)), trust_remote_code=False)
+    assert m.model.config.architectures == ["Gemma3ForConditionalGeneration"] and not m.model.config.is_encoder_decoder
+    assert (m.kind, type(m.model).__name__) == ("causal", "Gemma3ForConditionalGeneration")
+    r = m.score(("The sky is", [" blue", " green"]), progress=False)
+    ctx, conts = m.backend.query_ids("The sky is", [" blue", " green"])
+    for c, cont in zip([" blue", " green"], conts):
+        assert math.isfinite(r.logits[c]) and r.logits[c] == pytest.approx(causal_reference(m.model, ctx, cont).sum().item(), abs=1e-4)
+    assert m.generate("The sky is", max_new_tokens=3, progress=False).score < 0
+
+
+def test_llava_loads_as_causal_through_image_text_to_text(tmp_path):
+    "A model of images and text that AutoModelForCausalLM does not know loads through AutoModelForImageTextToText."
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
+    from alfred_fm.fixtures import bpe_tokenizer
+    tok = bpe_tokenizer(add_bos=True)
+    cfg = LlavaConfig(text_config=dict(model_type="llama", vocab_size=len(tok) + 1, hidden_size=64, intermediate_size=128,
+                                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                       max_position_embeddings=512),
+                      vision_config=dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14,
+                                         projection_dim=32),
+                      image_token_index=len(tok))
+    LlavaForConditionalGeneration(cfg).save_pretrained(tmp_path); tok.save_pretrained(tmp_path)
+    m = HuggingFaceModel(str(tmp_path), trust_remote_code=False)
+    assert (m.kind, type(m.model).__name__) == ("causal", "LlavaForConditionalGeneration")
+    assert all(math.isfinite(v) for v in m.score(("The sky is", [" blue", " green"]), progress=False).logits.values())
+
+
+def test_load_logs_where_the_model_went(llama_dir, caplog):
+    import logging
+    caplog.set_level(logging.INFO, logger="alfred_fm")
+    m = HuggingFaceModel(str(llama_dir), trust_remote_code=False)
+    (record,) = [r for r in caplog.records if r.name == "alfred_fm"]
+    n = sum(p.numel() for p in m.model.parameters())
+    assert record.levelno == logging.INFO
+    assert record.getMessage() == (f"loaded LlamaForCausalLM from {str(llama_dir)!r}: {n:,} parameters, float32, "
+                                   f"not 8-bit, on {m.device}")

@@ -237,3 +237,10 @@ def test_runs_opening_one_new_cache_at_once_all_get_it(tmp_path):
         for p in procs: p.start()
         for p in procs: p.join(120)
         assert [results.get(timeout=10) for _ in procs] == ["ok"] * 3, trial
+
+
+def test_mixed_list_errors_number_queries_as_given(llama):
+    "In a mixed list, a ranking question that cannot be answered is named by its place in the caller's list."
+    qs = ["A prompt to complete", "Another", ("word " * 600, [" a"])]
+    with pytest.raises(ValueError, match=r"^query 2 \(prompt \+ its longest candidate\)"):
+        llama.run(qs, max_new_tokens=2, progress=False)
