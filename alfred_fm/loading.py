@@ -11,8 +11,8 @@ import torch
 # %% auto #0
 __all__ = ['DTYPES', 'logger', 'HUB_KEYWORDS', 'resolve_dtype', 'check_auto_dtype', 'check_gguf', 'model_source', 'bundled_model',
            'model_kind', 'auto_class', 'resolve_device_map', 'check_offload_folder', 'int8_config', 'remote_code_files',
-           'warn_remote_code', 'from_pretrained_names', 'split_pretrained_kwargs', 'check_attn_implementation',
-           'placement', 'load_summary', 'load_model']
+           'gguf_cache_folder', 'dequantised', 'warn_remote_code', 'from_pretrained_names', 'split_pretrained_kwargs',
+           'check_attn_implementation', 'placement', 'load_summary', 'load_model']
 
 # %% ../nbs/03_loading.ipynb #0bec0291
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
@@ -230,6 +230,54 @@ def _gguf_tokenizer(source: dict):
     tok.name_or_path = str(gguf.parent)
     return tok
 
+# %% ../nbs/03_loading.ipynb #2b8d4f66
+def gguf_cache_folder() -> Path | None:
+    "Where dequantised GGUF weights are kept: `$ALFRED_FM_CACHE`, else `~/.cache/alfred_fm`; None with `ALFRED_FM_CACHE=off`."
+    v = os.environ.get("ALFRED_FM_CACHE")
+    if v is not None and v.strip().lower() in ("off", "0", "false", "no", ""): return None
+    if v: return Path(v).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "alfred_fm"
+
+# %% ../nbs/03_loading.ipynb #3c9e5a77
+def _file_key(path: Path) -> str:
+    "What a dequantised copy of `path` is named by: its size and SHA-256 (not its name: a link shares the copy), and the transformers that made it."
+    import hashlib, transformers
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""): h.update(block)
+    return f"{path.stat().st_size}-{h.hexdigest()[:16]}-transformers{transformers.__version__}"
+
+# %% ../nbs/03_loading.ipynb #4d0f6b88
+def dequantised(source: dict) -> dict:
+    "`source`, for a GGUF file the folder of its dequantised weights and tokenizer in the cache (made the first time)."
+    cache = gguf_cache_folder()
+    if cache is None or "gguf_file" not in source: return source
+    import shutil, transformers
+    gguf = Path(source["pretrained_model_name_or_path"]) / source["gguf_file"]
+    folder = cache / "gguf" / _file_key(gguf)
+    if (folder / "complete").exists(): return dict(pretrained_model_name_or_path=str(folder))
+    logger.warning(f"dequantising {gguf.name} to float32 once; the result is kept in {folder} so that later loads "
+                   f"take seconds (ALFRED_FM_CACHE=off turns this off)")
+    try:
+        config = transformers.AutoConfig.from_pretrained(**source)
+        model = auto_class(config).from_pretrained(**source, config=config, dtype=torch.float32)
+        tok = _gguf_tokenizer(source)
+    except Exception as e: raise _load_error(source, e) from e
+    model.hf_quantizer = None   # the weights are plain float32 now: saved as such, with no GGUF settings
+    if hasattr(model.config, "quantization_config"): del model.config.quantization_config
+    tmp = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+    try:
+        model.save_pretrained(tmp); tok.save_pretrained(tmp)
+        (tmp / "complete").write_text(str(gguf))
+        try: os.replace(tmp, folder)
+        except OSError: shutil.rmtree(tmp, ignore_errors=True)   # another process finished first: its folder is the same
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        warnings.warn(f"could not keep the dequantised weights in {folder} ({e}); reading {gguf.name} itself, which "
+                      f"takes longer (set ALFRED_FM_CACHE to a writable folder)", stacklevel=3)
+        return source
+    return dict(pretrained_model_name_or_path=str(folder))
+
 # %% ../nbs/03_loading.ipynb #74d9cd69
 def warn_remote_code(sources: list[dict]): # `model_source` answers: the model's, and a tokenizer's own
     "Warn, naming the files, when loading `sources` with `trust_remote_code=True` runs code from their repositories."
@@ -355,17 +403,19 @@ def load_model(model_string, dtype="auto", local_path=None, device_map="auto", o
     tok_source = [dict(pretrained_model_name_or_path=os.fspath(tokenizer))] if isinstance(tokenizer, (str, os.PathLike)) else []
     if trust_remote_code: warn_remote_code([source, *tok_source])
     model_code = trust_remote_code and "gguf_file" not in source   # a GGUF's config is read from the file: no code runs
-    hub = {k: v for k, v in kwargs.items() if k in HUB_KEYWORDS}
-    try: config = transformers.AutoConfig.from_pretrained(**source, **hub, trust_remote_code=model_code)
+    hub, where = {k: v for k, v in kwargs.items() if k in HUB_KEYWORDS}, dequantised(source)   # a GGUF: its float32 copy
+    try: config = transformers.AutoConfig.from_pretrained(**where, **hub, trust_remote_code=model_code)
     except Exception as e: raise _load_error(source, e) from e
     options, settings = split_pretrained_kwargs(kwargs, config, int_8)
     for k, v in settings.items(): setattr(_config_holding(config, k), k, v)
     extra = dict(device_map=device_map, offload_folder=offload_folder) if device_map is not None else {}
     if quantization is not None: extra["quantization_config"] = quantization
     if attn is not None: extra["attn_implementation"] = attn
-    try: model = auto_class(config).from_pretrained(**source, config=config, trust_remote_code=model_code, **extra, **options,
+    try: model = auto_class(config).from_pretrained(**where, config=config, trust_remote_code=model_code, **extra, **options,
                                                     dtype=torch.float32 if dtype == "auto" and "gguf_file" in source else dtype)
     except Exception as e: raise _load_error(source, e) from e
     if dtype == "auto": check_auto_dtype(model.dtype)
     logger.info(load_summary(model, int_8))
-    return model.eval(), _load_tokenizer(tokenizer, source, trust_remote_code, hub), source
+    tok = _load_tokenizer(tokenizer, where, trust_remote_code, hub)
+    if tokenizer is None and where is not source: tok.name_or_path = source["pretrained_model_name_or_path"]
+    return model.eval(), tok, source

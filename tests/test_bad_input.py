@@ -146,10 +146,10 @@ def row_window_too_long(llama, no_forward, **_):
     with raises(ValueError, f"is more than the {llama.max_length} tokens this model takes; pass max_length={llama.max_length}"):
         no_forward(llama).loglikelihood("A text.", max_length=llama.max_length + 1)
 
-def row_words_without_offsets(llama, monkeypatch, **_):
+def row_words_without_offsets(llama, no_forward, monkeypatch, **_):
     monkeypatch.setattr(type(llama.tokenizer), "is_fast", property(lambda self: False))
     with raises(ValueError, "words=True needs each token's place in the text, which only a fast tokenizer gives"):
-        llama.token_score("A text.", words=True, progress=False)
+        no_forward(llama).token_score("A text.", words=True, progress=False)
 
 def row_lm_eval_loaded_model_options(llama, **_):
     pytest.importorskip("lm_eval")
@@ -436,7 +436,7 @@ def row_out_of_memory(llama, monkeypatch, **_):
 
 
 ROWS = {name[4:].replace("_", "-"): f for name, f in dict(globals()).items() if name.startswith("row_")}
-SLOW_ROWS = {"gguf-folder-code"}   # loads the bundled GGUF (about 20 s): run with the slow set
+SLOW_ROWS = {"gguf-folder-code"}   # loads the bundled GGUF (dequantised once, then kept): run with the slow set
 
 
 @pytest.mark.parametrize("row", [pytest.param(r, marks=pytest.mark.slow) if r in SLOW_ROWS else r for r in sorted(ROWS)])

@@ -146,3 +146,18 @@ def test_command_line(tmp_path, tasks):
                          capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
     assert out.returncode == 0, out.stderr[-3000:]
     assert "alfred_fm" in out.stdout and "word_perplexity" in out.stdout, out.stdout[-3000:]
+
+
+def test_loglikelihood_and_is_greedy_equal_hflms(smol):
+    "Each (context, continuation): the same log-likelihood and the same is_greedy as HFLM, greedy continuations included."
+    from lm_eval.api.instance import Instance
+    from alfred_fm.lm_eval import AlfredLM
+    contexts = ["The capital of France is", "Question: What colour is grass?\nAnswer:", "1, 2, 3,"]
+    greedy = [smol.generate(c, max_new_tokens=3, progress=False).prediction for c in contexts]
+    pairs = [(c, g) for c, g in zip(contexts, greedy)] + [(c, x) for c in contexts for x in (" blue", " 42 and more")]
+    pairs.append(("", "Hello there"))
+    reqs = [Instance("loglikelihood", {}, p, i) for i, p in enumerate(pairs)]
+    theirs = hflm(smol).loglikelihood(reqs, disable_tqdm=True)
+    ours = AlfredLM(smol).loglikelihood(reqs, disable_tqdm=True)
+    assert [g for _, g in ours] == [g for _, g in theirs] and sum(g for _, g in ours) >= len(contexts)
+    for p, (a, _), (b, _) in zip(pairs, ours, theirs): assert a == pytest.approx(b, abs=1e-3), p

@@ -311,3 +311,34 @@ def test_load_logs_where_the_model_went(llama_dir, caplog):
     assert record.levelno == logging.INFO
     assert record.getMessage() == (f"loaded LlamaForCausalLM from {str(llama_dir)!r}: {n:,} parameters, float32, "
                                    f"not 8-bit, on {m.device}")
+
+
+@pytest.mark.slow   # reads the bundled GGUF file three times
+def test_gguf_dequantised_once_and_kept(tmp_path, monkeypatch, caplog):
+    "The first load keeps the float32 weights in the cache folder; later loads read them, with the same numbers."
+    import logging
+    from alfred_fm.run import fingerprint
+    q = ("Question: Which planet is known as the Red Planet?\nAnswer:", [" Mars", " Venus"])
+    monkeypatch.setenv("ALFRED_FM_CACHE", str(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="alfred_fm"): first = HuggingFaceModel.bundled()
+    assert "dequantising SmolLM2-135M-Instruct.Q4_1.gguf to float32 once" in caplog.text
+    (folder,) = (tmp_path / "gguf").iterdir()
+    assert (folder / "complete").exists() and not list((tmp_path / "gguf").glob("*.partial-*"))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="alfred_fm"): again = HuggingFaceModel.bundled()
+    assert "dequantising" not in caplog.text and again.source == first.source
+    assert again.score(q, progress=False) == first.score(q, progress=False)
+    assert fingerprint(again.backend) == fingerprint(first.backend)
+    monkeypatch.setenv("ALFRED_FM_CACHE", "off")
+    direct = HuggingFaceModel.bundled()
+    for c, v in direct.score(q, progress=False).logits.items(): assert again.score(q, progress=False).logits[c] == pytest.approx(v, abs=1e-5)
+
+
+@pytest.mark.slow   # reads the bundled GGUF file twice
+def test_gguf_cache_that_cannot_be_written_is_skipped(tmp_path, monkeypatch):
+    import transformers
+    monkeypatch.setenv("ALFRED_FM_CACHE", str(tmp_path))
+    def full(*a, **k): raise OSError(28, "No space left on device")
+    monkeypatch.setattr(transformers.PreTrainedModel, "save_pretrained", full)
+    with pytest.warns(UserWarning, match="could not keep the dequantised weights"): m = HuggingFaceModel.bundled()
+    assert m.kind == "causal" and not list(tmp_path.rglob("*.safetensors"))   # nothing half-written is left
