@@ -11,7 +11,7 @@ from fastcore.basics import patch
 from .batching import pad, position_ids, split_by_counts
 from .loading import model_kind
 from .tokens import (pad_id, eos_id, bos_prefix, causal_prompt_ids, joint_split, move_trailing_space,
-                              check_candidate_tokens, first_id, chat_text)
+                              check_candidate_tokens, first_id, chat_text, ChatPrompt)
 from .packing import (packed_causal_logprobs, packed_size, packing_works, causal_logprobs,
                                shared_encoder_logprobs, last_logits)
 
@@ -136,8 +136,10 @@ def hidden_states(self: Backend, input_ids, attention_mask, layer: int = -1) -> 
 # %% ../nbs/08_backends.ipynb #a5c12b07
 @patch
 def text_ids(self: Backend, texts) -> list[list[int]]:
-    "Token ids of each text to embed, with the special tokens the tokenizer adds (BERT's `[CLS]`…`[SEP]`, a BOS)."
-    return [list(x) for x in self.tokenizer(list(texts))["input_ids"]]
+    "Token ids of each text to embed, with the special tokens the tokenizer adds (BERT's `[CLS]`…`[SEP]`, a BOS); a chat template's text as it is."
+    texts = list(texts)
+    return [list(self.tokenizer(t, add_special_tokens=False)["input_ids"]) if isinstance(t, ChatPrompt) else list(x)
+            for t, x in zip(texts, self.tokenizer(texts)["input_ids"])]
 
 # %% ../nbs/08_backends.ipynb #0deaa878
 @patch

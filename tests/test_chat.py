@@ -145,3 +145,12 @@ def test_conversation_needs_chat_and_one_system_message(templated):
         templated.score((FEW_SHOT, ["yes", "no"]))
     with pytest.raises(ValueError, match="has a system message and system= gives another"):
         templated.generate([{"role": "system", "content": "Be brief."}, *FEW_SHOT], chat=True, system=SYSTEM)
+
+
+def test_hidden_state_of_a_templated_prompt_is_of_the_template_ids(templated):
+    "score(hidden_state=True, chat=True) embeds the prompt as the model read it: the template's ids, one BOS."
+    from alfred_fm.hidden_states import reduced_states
+    r = templated.score(QUERIES[0], chat=True, system=SYSTEM, hidden_state=True, progress=False)
+    ids = torch.tensor([template_ids(templated, QUERIES[0][0])])
+    want = reduced_states(templated.backend, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, "mean")[0]
+    assert torch.allclose(r.embeddings, want, atol=1e-5)
