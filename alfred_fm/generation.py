@@ -13,7 +13,8 @@ from .options import GenerateOptions
 from .hidden_states import reduced_states, check_finite
 
 # %% auto #0
-__all__ = ['generated_length', 'FiniteLogits', 'sampling_settings', 'generate_batch', 'completion_ids', 'generate_queries']
+__all__ = ['generated_length', 'FiniteLogits', 'sampling_settings', 'generate_batch', 'completion_ids', 'generate_ids',
+           'generate_queries']
 
 # %% ../nbs/11_generation.ipynb #40b2bb35
 def generated_length(tokens: list[int], eos_id: int | None, pad_id: int | None) -> int:
@@ -105,6 +106,19 @@ def completion_ids(backend, # the model's backend
         out.append(ids)
     return out
 
+# %% ../nbs/11_generation.ipynb #a7e2c4d1
+def generate_ids(backend, # the model's backend
+                 prompts: list[list[int]], # each prompt's token ids, as the model reads them
+                 opts: GenerateOptions): # checked options
+    "One `CompletionResponse` per prompt (a list of them with `num_return_sequences`), in order, batched by the token budget."
+    n, settings = (opts.settings or {}).get("num_return_sequences", 1), dict(opts.settings or {})
+    def fn(batch):
+        rows = generate_batch(backend, batch, hidden_state=opts.hidden_state, tokenized=True, reduction=opts.reduction,
+                              max_new_tokens=opts.max_new_tokens, **settings)
+        return rows if n == 1 else [rows[i:i + n] for i in range(0, len(rows), n)]
+    return map_batches(fn, prompts, [len(p) + opts.max_new_tokens for p in prompts], backend.budgets(opts.max_tokens)[0],
+                       opts.batch_size, opts.progress, desc="generate")
+
 # %% ../nbs/11_generation.ipynb #c98c8a0b
 def generate_queries(backend, # the model's backend
                      queries, # a prompt, a `CompletionQuery`, or a list of them
@@ -112,12 +126,5 @@ def generate_queries(backend, # the model's backend
     "Complete each prompt; one `CompletionResponse` per prompt (a list of them with `num_return_sequences`), in order."
     backend.check_can("generate")
     queries, single = as_queries(queries, CompletionQuery)
-    prompts = completion_ids(backend, queries, opts)
-    n, settings = (opts.settings or {}).get("num_return_sequences", 1), dict(opts.settings or {})
-    def fn(batch):
-        rows = generate_batch(backend, batch, hidden_state=opts.hidden_state, tokenized=True, reduction=opts.reduction,
-                              max_new_tokens=opts.max_new_tokens, **settings)
-        return rows if n == 1 else [rows[i:i + n] for i in range(0, len(rows), n)]
-    out = map_batches(fn, prompts, [len(p) + opts.max_new_tokens for p in prompts], backend.budgets(opts.max_tokens)[0],
-                      opts.batch_size, opts.progress, desc="generate")
+    out = generate_ids(backend, completion_ids(backend, queries, opts), opts)
     return out[0] if single else out

@@ -93,7 +93,7 @@ def text_logprobs(backend, # the model's backend
     L = window_length(backend, opts.max_length)
     work = [(i, w) for i, (start, ids) in enumerate(split) for w in rolling_windows(ids, start, L)]
     max_tokens, max_scored = backend.budgets(opts.max_tokens, opts.max_logits)
-    def run(batch): return [lps[0] for lps in backend.logprobs([(ctx, [cont]) for _, (ctx, cont) in batch], packed=False)]
+    def run(batch): return backend.pair_logprobs([w for _, w in batch])
     done = map_batches(run, work, [len(ctx) + len(cont) - 1 for _, (ctx, cont) in work], max_tokens, opts.batch_size,
                        opts.progress, desc="texts", scored=[len(cont) for _, (_, cont) in work], max_scored=max_scored,
                        stats=stats)
@@ -144,9 +144,9 @@ def bits_per_byte(results) -> float:
     return -math.fsum(r.logprob for r in results) / n / math.log(2)
 
 # %% ../nbs/20_likelihood.ipynb #17268444
-def _token_detail(tokenizer, ids: list[int], lps: torch.Tensor) -> list[tuple[str, float]]:
-    "(token text, log-probability) per token."
-    return [(tokenizer.decode([t]), v) for t, v in zip(ids, lps.tolist())]
+def _token_detail(tokenizer, ids: list[int], values: list[float]) -> list[tuple[str, float]]:
+    "(token text, value) per token."
+    return [(tokenizer.decode([t]), v) for t, v in zip(ids, values)]
 
 def text_likelihoods(backend, # the model's backend
                      texts: list[str], # the texts
@@ -154,7 +154,7 @@ def text_likelihoods(backend, # the model's backend
                      stats: dict | None = None) -> list[TextLikelihood]:
     "One `TextLikelihood` per text, in order."
     return [TextLikelihood(t, math.fsum(lp.double().tolist()), len(ids),
-                           _token_detail(backend.tokenizer, ids, lp) if opts.token_logprobs else None)
+                           _token_detail(backend.tokenizer, ids, lp.tolist()) if opts.token_logprobs else None)
             for t, (ids, lp) in zip(texts, text_logprobs(backend, texts, opts, stats))]
 
 # %% ../nbs/20_likelihood.ipynb #2bf6f93f
@@ -203,7 +203,7 @@ def token_scores(backend, # the model's backend
     out = []
     for text, (ids, lp) in zip(texts, text_logprobs(backend, texts, opts)):
         vals = token_values(lp, surprisal, base_two)
-        if not words: out.append([(backend.tokenizer.decode([t]), v) for t, v in zip(ids, vals)]); continue
+        if not words: out.append(_token_detail(backend.tokenizer, ids, vals)); continue
         spans, sums = token_words(backend.tokenizer, text), {}
         if len(spans) != len(vals): raise RuntimeError(f"text {text[:40]!r}: {len(spans)} token places for {len(vals)} tokens")
         for span, v in zip(spans, vals): sums[span] = sums.get(span, 0.0) + v

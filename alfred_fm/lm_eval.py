@@ -14,11 +14,10 @@ except ImportError as e:
     raise ImportError("alfred_fm.lm_eval needs lm-evaluation-harness: pip install lm-eval") from e
 from .model import HuggingFaceModel
 from .queries import RankedQuery
-from .options import ScoreOptions
+from .options import ScoreOptions, GenerateOptions
 from .scoring import ScoringPlan, run_plan
 from .likelihood import TextOptions, text_likelihoods, window_length
-from .generation import generate_batch
-from .batching import map_batches
+from .generation import generate_ids
 from .hidden_states import check_finite
 
 # %% auto #0
@@ -113,11 +112,9 @@ def _generate_group(self: AlfredLM, contexts: list[str], gen_kwargs: dict, progr
     if room < 1: raise ValueError(f"max_gen_toks={n} leaves no room for the context in max_length={self.max_length}")
     prompts = [self.backend.prompt_ids(c)[-room:] for c in contexts]
     stops = [s for s in until if s != eos]   # the EOS ends a generation anyway
-    def run(batch): return [r.prediction for r in generate_batch(self.backend, batch, tokenized=True, max_new_tokens=n,
-                                                                 **(dict(stop_strings=stops) if stops else {}), **kw)]
-    done = map_batches(run, prompts, [len(p) + n for p in prompts], self.backend.budgets("auto")[0], self.batch_size,
-                       progress, desc="generate")
-    return [postprocess_generated_text(t, until, None) for t in done]
+    opts = GenerateOptions(max_new_tokens=n, batch_size=self.batch_size, progress=progress,
+                           settings={**(dict(stop_strings=stops) if stops else {}), **kw})
+    return [postprocess_generated_text(r.prediction, until, None) for r in generate_ids(self.backend, prompts, opts)]
 
 # %% ../nbs/21_lm_eval.ipynb #0901d3b0
 def _generate_until(self: AlfredLM, requests, disable_tqdm: bool = False) -> list[str]:
