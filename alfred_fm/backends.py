@@ -13,7 +13,7 @@ from .loading import model_kind
 from .tokens import (pad_id, eos_id, bos_prefix, causal_prompt_ids, joint_split, move_trailing_space,
                               check_candidate_tokens, first_id, chat_text, ChatPrompt)
 from .packing import (packed_causal_logprobs, packed_size, packing_works, causal_logprobs,
-                               shared_encoder_logprobs, last_logits)
+                               shared_encoder_logprobs, last_logits, prefix_cache, PrefixCache)
 
 # %% auto #0
 __all__ = ['BACKENDS', 'max_length', 'n_layers', 'Backend', 'CausalBackend', 'Seq2SeqBackend', 'EncoderBackend', 'make_backend']
@@ -39,6 +39,8 @@ class Backend:
     kind: str = None              # "causal", "seq2seq" or "encoder"
     scores: bool = True           # can it score candidates and generate?
     prompt_side: str = "left"     # the side prompts to complete are padded on
+    shares: bool = False          # do rows continuing a shared prefix's cache give its plain numbers?
+    no_sharing: str | None = "it does not score candidates"  # why its prompts cannot share a prefix's cache (None: they can)
 
     def __init__(self, model, tokenizer):
         self.model, self.tokenizer = model.eval(), tokenizer
@@ -171,6 +173,24 @@ def row_size(self: Backend, ctx: list[int], conts: list[list[int]], packed: bool
     (c,) = conts
     return len(ctx) + len(c), len(c) + 1
 
+# %% ../nbs/08_backends.ipynb #168717ed
+@patch
+def will_share(self: Backend, share: bool | None, # `share_prefix` as the caller gave it
+               packed: bool = True # whether the call's rows are packed
+              ) -> bool:
+    "Whether to compute prompts' shared prefixes once: as asked (None: where the model passes the check); a clear error where it cannot."
+    if share and self.no_sharing:
+        raise ValueError(f"share_prefix=True: this is a {self.kind} model and {self.no_sharing}; leave share_prefix unset")
+    if share and not packed:
+        raise ValueError("share_prefix=True needs packed rows (a prompt with its candidates in one row): drop packed=False, "
+                         "or share_prefix")
+    return packed and not self.no_sharing and (self.shares if share is None else share)
+
+@patch
+def prefix_cache(self: Backend, ids: list[int]):
+    "Refused: only a model that shares prefixes (a causal one) has a prefix cache."
+    raise ValueError(f"a {self.kind} model cannot compute a shared prefix once: {self.no_sharing}")
+
 # %% ../nbs/08_backends.ipynb #d506f810
 @patch
 def query_ids(self: Backend, prompt: str, candidates: list[str], count_eos: bool = True) -> tuple[list[int], list[list[int]]]:
@@ -184,7 +204,7 @@ def query_ids(self: Backend, prompt: str, candidates: list[str], count_eos: bool
 # %% ../nbs/08_backends.ipynb #9931d0b1
 class CausalBackend(Backend):
     "A decoder-only model: packed rows for scoring, left padding for generation."
-    kind = "causal"
+    kind, no_sharing = "causal", None   # its prompts can share a prefix's cache, where the model passes the check
 
     def body_inputs(self, mask) -> dict: return {"position_ids": position_ids(mask)}
 
@@ -218,11 +238,23 @@ class CausalBackend(Backend):
                                  f"scoring one row per candidate instead (slower, same results)")
         return ok
 
+    @cached_property
+    def shares(self) -> bool:
+        "Whether packed rows continuing a shared prefix's cache give this model's plain numbers (checked once; see *Prompt once*)."
+        ok = self.packs and packing_works(self.model, self.pad_id, self.device, shared=True)
+        if self.packs and not ok: warnings.warn(f"{self.model.config.model_type} models do not give the same numbers when "
+                                                f"rows continue a cached prefix; computing each prompt whole instead")
+        return ok
+
+    def prefix_cache(self, ids: list[int]) -> PrefixCache: return prefix_cache(self.model, ids, self.device)
+
 # %% ../nbs/08_backends.ipynb #5fadfe1b
 @patch
-def logprobs(self: CausalBackend, work: list, packed: bool, greedy: bool = False) -> list[list]:
+def logprobs(self: CausalBackend, work: list, packed: bool, greedy: bool = False,
+             prefix: PrefixCache | None = None) -> list[list]: # a shared prefix that every row's prompt continues
     "Token log-probabilities for `(prompt ids, [candidate ids])` rows: one packed row each, or one row per pair (see *Prompt once* for `greedy`)."
-    if packed: return packed_causal_logprobs(self.model, work, self.pad_id, self.device, greedy)
+    if prefix is not None and not packed: raise ValueError("rows continue a shared prefix only when packed")
+    if packed: return packed_causal_logprobs(self.model, work, self.pad_id, self.device, greedy, prefix)
     flat = causal_logprobs(self.model, [(ctx, c) for ctx, conts in work for c in conts], self.pad_id, self.device, greedy)
     return split_by_counts(flat, [len(conts) for _, conts in work])
 
@@ -245,6 +277,8 @@ class Seq2SeqBackend(Backend):
     "An encoder-decoder model: the encoder reads each prompt once; right padding for generation."
     kind, prompt_side = "seq2seq", "right"
     packs = True   # the encoder pass is shared by a prompt's candidates: nothing to check
+    no_sharing = ("its encoder reads each prompt in both directions, so a prefix's states depend on the tokens after "
+                  "it and serve no other prompt")
 
     def body(self): return self.model.get_encoder()
 
@@ -265,8 +299,8 @@ class Seq2SeqBackend(Backend):
         n = sum(len(c) for c in conts)
         return len(ctx) + n, n
 
-    def logprobs(self, work: list, packed: bool, greedy: bool = False) -> list[list]:
-        "Token log-probabilities for `(prompt ids, [candidate ids])` rows, each prompt encoded once."
+    def logprobs(self, work: list, packed: bool, greedy: bool = False, prefix=None) -> list[list]:
+        "Token log-probabilities for `(prompt ids, [candidate ids])` rows, each prompt encoded once (never a shared `prefix`)."
         return shared_encoder_logprobs(self.model, work, self.pad_id, self.device, greedy)
 
 # %% ../nbs/08_backends.ipynb #7ce5c434

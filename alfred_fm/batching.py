@@ -38,15 +38,18 @@ def length_batches(lengths: Sequence[int], # cost of each item, in (padded) toke
                    max_tokens: int = 8192, # budget per batch: rows × longest row
                    max_rows: int = 64, # most items in one batch
                    scored: Sequence[int] | None = None, # each item's scored positions (rows of output-layer work), if counted
-                   max_scored: int | None = None) -> list[list[int]]: # budget of scored positions per batch
+                   max_scored: int | None = None, # budget of scored positions per batch
+                   groups: Sequence | None = None) -> list[list[int]]: # each item's group: a batch holds one group's items
     "Indices of `lengths` grouped into batches: longest first, each within the token (and logit) budget."
     if max_tokens < 1 or max_rows < 1: raise ValueError("max_tokens and max_rows must be at least 1")
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    group = list(groups) if groups is not None else [0] * len(lengths)
+    rank = {g: r for r, g in enumerate(dict.fromkeys(group))}   # groups run in the order of their first item
+    order = sorted(range(len(lengths)), key=lambda i: (rank[group[i]], -lengths[i]))
     batches, cur, cur_scored = [], [], 0
     for i in order:
         h = scored[i] if scored is not None else 0
         # sorted longest first, so a batch's longest row is its first
-        full = ((len(cur) + 1) * lengths[cur[0]] > max_tokens or len(cur) >= max_rows
+        full = ((len(cur) + 1) * lengths[cur[0]] > max_tokens or len(cur) >= max_rows or group[i] != group[cur[0]]
                 or max_scored is not None and cur_scored + h > max_scored) if cur else False
         if full: batches.append(cur); cur, cur_scored = [], 0
         cur.append(i); cur_scored += h
@@ -81,11 +84,13 @@ def map_batches(fn: Callable[[list], list], # runs one batch of items, returns o
                 desc: str | None = None, # the progress bar's label
                 scored: Sequence[int] | None = None, # each item's scored positions (see `length_batches`)
                 max_scored: int | None = None, # scored positions per batch
-                stats: dict | None = None) -> list: # filled with batches, tokens, padded tokens, waste and OOM splits
+                groups: Sequence | None = None, # each item's group: a batch holds one group's items
+                saved: Sequence[int] | None = None, # tokens each item does not compute (a shared prefix), for the bar and `stats`
+                stats: dict | None = None) -> list: # filled with batches, tokens, padded tokens, waste, tokens saved, OOM splits
     "Run `fn` over length-sorted batches of `items`; return its results in the order of `items`."
     if len(items) != len(lengths): raise ValueError(f"{len(items)} items but {len(lengths)} lengths")
     results = [None] * len(items)
-    st = dict(batches=0, items=len(items), tokens=sum(lengths), padded=0, oom_splits=0)
+    st = dict(batches=0, items=len(items), tokens=sum(lengths), padded=0, oom_splits=0, tokens_saved=0)
     bar = tqdm(total=len(items), disable=not progress or not items, desc=desc, unit="item")
     done = [0]   # tokens of the items answered so far
 
@@ -106,10 +111,12 @@ def map_batches(fn: Callable[[list], list], # runs one batch of items, returns o
         if len(out) != len(idx): raise RuntimeError(f"batch function returned {len(out)} results for {len(idx)} items")
         for i, r in zip(idx, out): results[i] = r
         st["batches"] += 1; st["padded"] += len(idx) * max(lengths[i] for i in idx); done[0] += sum(lengths[i] for i in idx)
+        st["tokens_saved"] += sum(saved[i] for i in idx) if saved is not None else 0
         bar.update(len(idx))
-        bar.set_postfix(padding=f"{1 - done[0] / max(st['padded'], 1):.0%}", refresh=False)   # of the batches run so far
+        bar.set_postfix(padding=f"{1 - done[0] / max(st['padded'], 1):.0%}", refresh=False,   # of the batches run so far
+                        **({"saved": f"{st['tokens_saved']:,} tok"} if saved is not None else {}))
 
-    for idx in length_batches(lengths, max_tokens, max_rows, scored, max_scored): run(idx)
+    for idx in length_batches(lengths, max_tokens, max_rows, scored, max_scored, groups): run(idx)
     bar.close()
     st["waste"] = 1 - st["tokens"] / st["padded"] if st["padded"] else 0.0
     if stats is not None: stats.update(st)

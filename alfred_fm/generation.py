@@ -7,6 +7,7 @@ from __future__ import annotations
 import warnings
 import torch
 from .batching import pad, map_batches
+from .packing import PrefixCache, shared_prefixes, lender, cache_name
 from .queries import CompletionQuery, as_queries
 from .responses import CompletionResponse
 from .options import GenerateOptions
@@ -47,23 +48,33 @@ def sampling_settings(settings: dict) -> dict: # options for transformers' `gene
     return settings
 
 # %% ../nbs/11_generation.ipynb #c8731f28
-def _completions(backend, prompts: list[list[int]], settings: dict) -> list[list[int]]:
+def _completions(backend, prompts: list[list[int]], settings: dict, prefix: PrefixCache | None = None) -> list[list[int]]:
     "The tokens generated for each prompt (several per prompt with `num_return_sequences`), from one padded call."
     opts = {**dict(max_new_tokens=32, do_sample=False, pad_token_id=backend.pad_id), **sampling_settings(settings)}
     from transformers import LogitsProcessorList
     opts["logits_processor"] = LogitsProcessorList([*(opts.get("logits_processor") or []), FiniteLogits(len(prompts))])
     if "stop_strings" in opts: opts.setdefault("tokenizer", backend.tokenizer)
-    ids, mask = pad(prompts, backend.pad_id, side=backend.prompt_side, device=backend.device)
+    if prefix is None: ids, mask = pad(prompts, backend.pad_id, side=backend.prompt_side, device=backend.device)
+    else:   # the prefix's cache, copied for every row; each prompt's own tokens padded on the left after the prefix
+        own, own_mask = pad([p[prefix.length:] for p in prompts], backend.pad_id, side="left", device=backend.device)
+        ids = torch.cat([torch.tensor(prefix.ids, device=own.device).expand(len(prompts), -1), own], 1)
+        mask = torch.cat([torch.ones_like(ids[:, :prefix.length]), own_mask], 1)
+        cfg = backend.model.generation_config   # generate repeats each prompt this many times, but not the cache
+        rows = len(prompts) * max(opts.get("num_beams", cfg.num_beams or 1), opts.get("num_return_sequences", cfg.num_return_sequences or 1))
+        opts[cache_name(backend.model.forward)] = prefix.copies(rows)
     new = backend.new_tokens(backend.model.generate(input_ids=ids, attention_mask=mask, **opts), ids)
     return [row[:generated_length(row, backend.eos_id, backend.pad_id)] for row in new]
 
 # %% ../nbs/11_generation.ipynb #6370c224
-def _completion_scores(backend, prompts: list[list[int]], new: list[list[int]]) -> list[float]:
+def _completion_scores(backend, prompts: list[list[int]], new: list[list[int]], prefix: PrefixCache | None = None) -> list[float]:
     "The summed log-probability of each completion after its prompt (0 for a completion of no tokens)."
     per_prompt = len(new) // len(prompts)
     scored = [i for i, n in enumerate(new) if n]
     scores = [0.0] * len(new)
-    for i, lp in zip(scored, backend.pair_logprobs([(prompts[i // per_prompt], new[i]) for i in scored]) if scored else []):
+    if prefix is None: lps = backend.pair_logprobs([(prompts[i // per_prompt], new[i]) for i in scored]) if scored else []
+    else: lps = [lp for (lp,) in backend.logprobs([(prompts[i // per_prompt][prefix.length:], [new[i]]) for i in scored],
+                                                   packed=True, prefix=prefix)] if scored else []
+    for i, lp in zip(scored, lps):
         scores[i] = lp.double().sum().item()
     check_finite([scores[i:i + per_prompt] for i in range(0, len(scores), per_prompt)], "prompt {}: its completion's score")
     return scores
@@ -75,15 +86,18 @@ def generate_batch(backend, # the model's backend
                    hidden_state: bool = False, # also return each prompt's reduced hidden state as `embedding`
                    tokenized: bool = False, # `batch` holds token ids
                    reduction: str = "mean", # reduction for `hidden_state`
+                   prefix: PrefixCache | None = None, # the cache of a shared prefix that every prompt starts with
                    **settings) -> list[CompletionResponse]: # options for transformers' `generate`
     "Alfred's batch generator: one `CompletionResponse` per prompt, greedy unless told otherwise."
     backend.check_can("generate")
     prompts = [list(p) for p in batch] if tokenized else [backend.prompt_ids(p) for p in batch]
+    if prefix is not None and any(p[:prefix.length] != prefix.ids or len(p) == prefix.length for p in prompts):
+        raise ValueError("every prompt must start with the shared prefix's tokens and have tokens of its own after them")
     if not padding and len(prompts) > 1:   # prompt by prompt, through map_batches, which numbers an error as the caller's
-        one = lambda p: [generate_batch(backend, p, True, hidden_state, True, reduction, **settings)]
+        one = lambda p: [generate_batch(backend, p, True, hidden_state, True, reduction, prefix, **settings)]
         return [r for rows in map_batches(one, prompts, [1] * len(prompts), max_rows=1, progress=False) for r in rows]
-    new = _completions(backend, prompts, settings)
-    scores, per_prompt = _completion_scores(backend, prompts, new), len(new) // len(prompts)
+    new = _completions(backend, prompts, settings, prefix)
+    scores, per_prompt = _completion_scores(backend, prompts, new, prefix), len(new) // len(prompts)
     states = [None] * len(new)
     if hidden_state:
         ids, mask = pad(prompts, backend.pad_id, side=backend.prompt_side)
@@ -112,12 +126,18 @@ def generate_ids(backend, # the model's backend
                  opts: GenerateOptions): # checked options
     "One `CompletionResponse` per prompt (a list of them with `num_return_sequences`), in order, batched by the token budget."
     n, settings = (opts.settings or {}).get("num_return_sequences", 1), dict(opts.settings or {})
-    def fn(batch):
-        rows = generate_batch(backend, batch, hidden_state=opts.hidden_state, tokenized=True, reduction=opts.reduction,
-                              max_new_tokens=opts.max_new_tokens, **settings)
+    groups = shared_prefixes(prompts) if backend.will_share(opts.share_prefix) else []
+    group, saved = [-1] * len(prompts), [0] * len(prompts)
+    for g, (p, members) in enumerate(groups):
+        for i in members: group[i], saved[i] = g, p if i != members[0] else 0   # the prefix's own forward: once a group
+    lent = lender(backend.prefix_cache, [prompts[m[0]][:p] for p, m in groups])
+    def fn(idx):
+        rows = generate_batch(backend, [prompts[i] for i in idx], hidden_state=opts.hidden_state, tokenized=True,
+                              reduction=opts.reduction, prefix=lent(group[idx[0]]), max_new_tokens=opts.max_new_tokens, **settings)
         return rows if n == 1 else [rows[i:i + n] for i in range(0, len(rows), n)]
-    return map_batches(fn, prompts, [len(p) + opts.max_new_tokens for p in prompts], backend.budgets(opts.max_tokens)[0],
-                       opts.batch_size, opts.progress, desc="generate")
+    return map_batches(fn, list(range(len(prompts))), [len(p) + opts.max_new_tokens for p in prompts],
+                       backend.budgets(opts.max_tokens)[0], opts.batch_size, opts.progress, desc="generate",
+                       groups=group, saved=saved if groups else None)
 
 # %% ../nbs/11_generation.ipynb #c98c8a0b
 def generate_queries(backend, # the model's backend

@@ -153,6 +153,7 @@ class ScoreOptions(Options):
     max_logits: object = how("auto", lambda v: check_budget("max_logits", v)) # budget of output-layer floats (rows × vocabulary) per batch, or "auto"
     batch_size: int = how(64, _positive_int("batch_size")) # most rows per batch
     packed: bool | None = how(None) # compute each prompt once (None: wherever the model passes the check)
+    share_prefix: bool | None = how(None) # compute a prefix that prompts share (instructions, few-shot examples) once for the whole call (None: wherever the model passes the check)
     progress: bool = how(True) # show a progress bar
 
 # %% ../nbs/04_options.ipynb #2e1aaab0
@@ -168,6 +169,7 @@ class GenerateOptions(Options):
     settings: dict = number(None) # options for transformers' `generate`, e.g. `do_sample=True`, `temperature`
     max_tokens: object = how("auto", lambda v: check_budget("max_tokens", v)) # token budget per batch: rows × (longest prompt + max_new_tokens), or "auto"
     batch_size: int = how(64, _positive_int("batch_size")) # most prompts per batch
+    share_prefix: bool | None = how(None) # start prompts that share a prefix from its cache, computed once (None: wherever the model passes the check)
     progress: bool = how(True) # show a progress bar
     allow_grad: bool = how(False, _is_bool("allow_grad")) # Alfred's: accepted and unused, as in Alfred (transformers' `generate` keeps none)
 

@@ -8,14 +8,16 @@ import math, warnings
 from dataclasses import dataclass, field
 import torch
 from .batching import map_batches, pad
+from .packing import shared_prefixes, lender
 from .queries import RankedQuery, as_queries
 from .responses import RankedResponse, softmax
 from .options import ScoreOptions, EncodeOptions, NORMALIZATIONS, check_choice, content_free_prompts
 from .hidden_states import embed_texts, reduced_states
 
 # %% auto #0
-__all__ = ['PlannedQuery', 'plan_queries', 'PlannedRow', 'plan_rows', 'ScoringPlan', 'run_plan', 'normalized_logprob',
-           'calibrate_scores', 'rank_candidates', 'candidate_table', 'score_queries', 'score_batch']
+__all__ = ['PlannedQuery', 'plan_queries', 'PlannedRow', 'plan_rows', 'share_prefixes', 'ScoringPlan', 'run_plan',
+           'normalized_logprob', 'calibrate_scores', 'rank_candidates', 'candidate_table', 'score_queries',
+           'score_batch']
 
 # %% ../nbs/10_scoring.ipynb #c0f16a62
 @dataclass
@@ -27,6 +29,8 @@ class PlannedQuery:
     conts: list = field(default_factory=list) # each candidate's token ids, then the prompt's tail where it has one
     tail: list = field(default_factory=list) # the prompt's last tokens that a candidate merges with (usually none)
     calibrates: tuple | None = None # the candidates of the queries this content-free prompt calibrates
+    prefix: int = -1 # the shared prefix its prompt continues (index in the plan's `prefixes`), or -1
+    shared: int = 0 # how many of its prompt's first tokens that prefix computes, once for the whole call
 
     def candidate_tokens(self) -> list[list[int]]:
         "The tokens each candidate's score covers: its own after the prompt's, or the joint text's where it merges."
@@ -73,8 +77,9 @@ class PlannedRow:
     "One row of work: some candidates of one planned query, with what the row costs."
     query: int # index of the planned query
     candidates: list # indices of its candidates in this row
-    tokens: int # tokens the row holds
+    tokens: int # tokens the row holds (and those of the shared prefix it attends to)
     scored: int # scored positions: rows of the output layer it needs
+    prefix: int = -1 # the shared prefix its prompt continues, or -1
 
 # %% ../nbs/10_scoring.ipynb #17dcef7b
 def plan_rows(backend, planned: list[PlannedQuery], packed: bool, max_tokens: int) -> list[PlannedRow]:
@@ -84,15 +89,25 @@ def plan_rows(backend, planned: list[PlannedQuery], packed: bool, max_tokens: in
         if not packed:
             rows += [PlannedRow(qi, [ci], *backend.row_size(pq.ctx, [c], False)) for ci, c in enumerate(pq.conts)]
             continue
-        empty = backend.row_size(pq.ctx, [], True)            # a row's size is the prompt's plus each candidate's
+        own = pq.ctx[pq.shared:]                              # a shared prefix is computed once: the row holds the rest
+        empty = backend.row_size(own, [], True)               # a row's size is the prompt's plus each candidate's
         cur, (tokens, scored) = [], empty
         for ci, c in enumerate(pq.conts):
-            add_t, add_s = (a - b for a, b in zip(backend.row_size(pq.ctx, [c], True), empty))
+            add_t, add_s = (a - b for a, b in zip(backend.row_size(own, [c], True), empty))
             if cur and tokens + add_t > max_tokens:           # this candidate would outgrow the budget: a new row
-                rows.append(PlannedRow(qi, cur, tokens, scored)); cur, (tokens, scored) = [], empty
+                rows.append(PlannedRow(qi, cur, tokens + pq.shared, scored, pq.prefix)); cur, (tokens, scored) = [], empty
             cur.append(ci); tokens += add_t; scored += add_s
-        rows.append(PlannedRow(qi, cur, tokens, scored))
+        rows.append(PlannedRow(qi, cur, tokens + pq.shared, scored, pq.prefix))
     return rows
+
+# %% ../nbs/10_scoring.ipynb #89207e10
+def share_prefixes(backend, planned: list[PlannedQuery], packed: bool, share: bool | None) -> list[list[int]]:
+    "Mark the planned queries whose prompts share a prefix (`prefix`, `shared`); return the prefixes' token ids."
+    if not backend.will_share(share, packed): return []
+    groups = shared_prefixes([pq.ctx for pq in planned])
+    for g, (p, members) in enumerate(groups):
+        for i in members: planned[i].prefix, planned[i].shared = g, p
+    return [planned[members[0]].ctx[:p] for p, members in groups]
 
 # %% ../nbs/10_scoring.ipynb #2e75ee6e
 @dataclass
@@ -101,13 +116,22 @@ class ScoringPlan:
     queries: list # `PlannedQuery`s
     rows: list # `PlannedRow`s
     packed: bool # rows hold a prompt with several candidates
+    prefixes: list = field(default_factory=list) # the shared prefixes' token ids, each computed once
 
     @classmethod
     def build(cls, backend, queries: list[RankedQuery], opts: ScoreOptions, max_tokens: int):
         "Plan the scoring of `queries` with `opts` on `backend`, within the token budget."
         planned = plan_queries(backend, queries, opts)   # checks every query before the packing check runs the model
         packed = backend.packs if opts.packed is None else opts.packed
-        return cls(planned, plan_rows(backend, planned, packed, max_tokens), packed)
+        prefixes = share_prefixes(backend, planned, packed, opts.share_prefix)
+        return cls(planned, plan_rows(backend, planned, packed, max_tokens), packed, prefixes)
+
+    def saved(self) -> list[int]:
+        "Tokens each row does not compute: its shared prefix, less that prefix's own forward (charged to its first row)."
+        out, seen = [], set()
+        for r in self.rows:
+            out.append(len(self.prefixes[r.prefix]) if r.prefix in seen else 0); seen.add(r.prefix)
+        return out
 
     @property
     def asked(self) -> list[PlannedQuery]: return [q for q in self.queries if q.calibrates is None]
@@ -121,10 +145,15 @@ def run_plan(backend, plan: ScoringPlan, opts: ScoreOptions, stats: dict | None 
              greedy: bool = False): # also say, per candidate, whether each of its tokens is the model's top choice
     "Token log-probabilities of every planned query's candidates, one tensor per candidate (and, with `greedy`, the flags)."
     max_tokens, max_scored = backend.budgets(opts.max_tokens, opts.max_logits)
-    def run(rows): return backend.logprobs([(plan.queries[r.query].ctx, [plan.queries[r.query].conts[c] for c in r.candidates])
-                                            for r in rows], plan.packed, greedy)
+    lent = lender(backend.prefix_cache, plan.prefixes)   # a group's batches run one after another: one cache at a time
+    def run(rows):
+        qs = [plan.queries[r.query] for r in rows]
+        return backend.logprobs([(q.ctx[q.shared:], [q.conts[c] for c in r.candidates]) for q, r in zip(qs, rows)],
+                                plan.packed, greedy, lent(rows[0].prefix))
     done = map_batches(run, plan.rows, [r.tokens for r in plan.rows], max_tokens, opts.batch_size, opts.progress,
-                       desc="score", scored=[r.scored for r in plan.rows], max_scored=max_scored, stats=stats)
+                       desc="score", scored=[r.scored for r in plan.rows], max_scored=max_scored,
+                       groups=[r.prefix for r in plan.rows], saved=plan.saved() if plan.prefixes else None, stats=stats)
+    if stats is not None: stats["shared_prefixes"] = len(plan.prefixes)
     out = [[None] * len(q.conts) for q in plan.queries]
     for row, lps in zip(plan.rows, done):
         for ci, lp in zip(row.candidates, lps): out[row.query][ci] = lp

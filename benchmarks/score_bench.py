@@ -1,24 +1,36 @@
 #!/usr/bin/env python
-"""Candidate scoring, side by side: alfred_fm, lm-evaluation-harness, the usual padded approach, and the limit.
+"""Candidate scoring, side by side: alfred_fm (sharing prefixes, and not), lm-evaluation-harness, the usual padded approach, and the limit.
 
-    python benchmarks/score_bench.py                  # the bundled SmolLM2-135M, 3 workloads, min of 3 runs
+    python benchmarks/score_bench.py                  # the bundled SmolLM2-135M, 6 workloads, min of 3 runs
     python benchmarks/score_bench.py --quick          # tiny random model, small workloads: a smoke test
 
 One process, the model loaded once, every method timed on the same data (minimum of `--reps`
 runs; a method whose first run takes over `--patience` seconds, lm-eval with batch "auto" on a
 CPU, is run once), torch threads fixed. Workloads are built deterministically:
 
+- few-shot:     a 5-shot topic prompt (~400 tokens) before 64 articles of 20-80 tokens, 4 labels (AG News')
+- templated:    a ~150-token instruction before 64 texts of 20-80 tokens, 20 candidate labels
+- chat:         a system prompt and 3 few-shot turns through the model's chat template, 64 user turns, 4 labels
 - mixed:        32 prompts of 10-220 tokens, 4 candidates of 1-30 tokens each
 - labels:       16 prompts of ~150-250 tokens, 20 candidate labels of 1-4 tokens (a weak-supervision label set)
 - single-token: 32 prompts of ~150-250 tokens, 4 one-token answers (" A" ... " D")
 
+The first three share a long prefix across their queries; the last three share next to nothing.
+
 Methods:
-- alfred_fm:    `HuggingFaceModel.score` (each prompt computed once, token-budget batches)
+- alfred_fm:    `HuggingFaceModel.score` (each prompt computed once, each shared prefix once for the call,
+                token-budget batches)
+- sharing off:  the same with `share_prefix=False`: each prompt computed once for its candidates
 - lm-eval b16 / lm-eval auto: lm-evaluation-harness's `HFLM.loglikelihood` on the same loaded model
+                ("auto", an order of magnitude slower on a CPU, runs only when named in --methods)
 - usual:        one left-padded forward per (prompt, candidate) pair, batch 16, full logits
-- limit:        a plain forward over only the unique tokens (each prompt once, each candidate once), cut
-                into equal rows so that nothing is padded, with the output layer applied only at the
-                positions that predict a candidate token. A scorer's efficiency is limit time / its time.
+- limit:        a plain forward over only the unique tokens of the job's prefix trie (each shared prefix
+                once, each query's own tokens once, each candidate once), cut into equal rows so that
+                nothing is padded, with the output layer applied only at the positions that predict a
+                candidate token. A scorer's efficiency is limit time / its time.
+
+On "chat", lm-eval moves the template's final newline into the continuation (its rule for a context that
+ends in whitespace), so it scores a slightly different split there: its times compare, its numbers differ a little.
 
 It prints a table per workload (seconds, alfred_fm's speed-ups, efficiency, peak resident memory,
 largest score difference to the usual approach) and writes `score_bench.json` and `score_bench.png`
@@ -52,8 +64,33 @@ def _text(rnd, tok, n_tokens):
     return " ".join(words)
 
 
+AG_NEWS = [" world news", " sports", " business", " science and technology"]
+
+
+def shared_workloads(tok, rnd, k=1):
+    "Few-shot, templated-labels and chat workloads: (prompt, candidates) pairs whose prompts share a long prefix."
+    shots = [(_text(rnd, tok, 70 // k).capitalize() + ".", rnd.choice(AG_NEWS)) for _ in range(5)]
+    head = "Classify each news article by its topic: world news, sports, business, or science and technology.\n\n"
+    few = head + "".join(f"Article: {a}\nTopic:{t}\n\n" for a, t in shots)
+    texts = [_text(rnd, tok, rnd.randint(20, 80) // k).capitalize() + "." for _ in range(64 // k)]
+    rules = ("You label short texts for a weak-supervision dataset. Read the text, decide which single topic "
+             "describes it best, and answer with that topic's name exactly as written in the list. The topics are: "
+             + ", ".join(l.strip() for l in LABELS) + ". If a text touches several topics, answer with the one it "
+             "spends the most words on; if it touches none of them, answer with the closest. Do not explain your "
+             "answer, do not add punctuation, and do not invent a topic outside the list.\n\n")
+    if k > 1: rules = rules.split(". ")[0] + ".\n\n"   # --quick: a tiny model's tokenizer makes many more tokens of it
+    system = "You are a careful news editor. You answer with the topic of an article, and nothing else."
+    turns = [m for a, t in shots[:3 if k == 1 else 1] for m in ({"role": "user", "content": f"Article: {a}\nTopic?"},
+                                                 {"role": "assistant", "content": t.strip()})]
+    chat = [([{"role": "system", "content": system}, *turns, {"role": "user", "content": f"Article: {x}\nTopic?"}],
+             [l.strip() for l in AG_NEWS]) for x in texts]   # the assistant's reply starts with the label
+    return {"few-shot": [(few + f"Article: {x}\nTopic:", AG_NEWS) for x in texts],
+            "templated": [(rules + f"Text: {x}\nTopic:", LABELS) for x in texts],
+            "chat": chat}
+
+
 def workloads(tok, quick=False):
-    "The three workloads, as lists of (prompt, candidates), built from a fixed seed."
+    "The six workloads, as lists of (prompt, candidates), built from a fixed seed (chat's prompts are conversations)."
     rnd = random.Random(0)
     k = 4 if quick else 1
     mixed = []
@@ -67,7 +104,7 @@ def workloads(tok, quick=False):
     labels = [("Article: " + _text(rnd, tok, rnd.randint(150, 250)) + ".\nTopic:", LABELS) for _ in range(16 // k)]
     single = [("Question: " + _text(rnd, tok, rnd.randint(150, 250)) + "?\nA, B, C or D? Answer:",
                [" A", " B", " C", " D"]) for _ in range(32 // k)]
-    return {"mixed": mixed, "labels": labels, "single-token": single}
+    return {**shared_workloads(tok, random.Random(1), k), "mixed": mixed, "labels": labels, "single-token": single}
 
 
 class PeakRSS:
@@ -87,8 +124,8 @@ class PeakRSS:
         self._stop.set(); self._t.join(); self.peak = max(self.peak, self._rss()) / 1e9
 
 
-def method_alfred(m, queries):
-    rs = m.score(queries, progress=False)
+def method_alfred(m, queries, **kw):
+    rs = m.score(queries, progress=False, **kw)
     return [r.logits[c] for r, (_, cands) in zip(rs, queries) for c in cands]
 
 
@@ -116,11 +153,23 @@ def method_lm_eval(lm, queries):
     return [ll for ll, _ in lm.loglikelihood(reqs, disable_tqdm=True)]
 
 
+def trie_tokens(enc):
+    "The unique tokens of the job's prefix trie (each (prompt + candidate) sequence inserted), in depth-first order."
+    root, stream = {}, []
+    for ctx, conts in enc:
+        for c in conts:
+            node = root
+            for t in ctx + c:
+                if t not in node: node[t] = {}; stream.append(t)
+                node = node[t]
+    return stream
+
+
 def method_limit(m, queries, row=512, batch=8):
-    "Plain forward over each prompt once and each candidate once, in unpadded rows; output layer where scored."
+    "Plain forward over the unique tokens of the prefix trie, in unpadded rows; output layer where scored."
     import torch
     enc = [m.backend.query_ids(p, cs) for p, cs in queries]
-    stream = [t for ctx, conts in enc for t in ctx + [x for c in conts for x in c]]
+    stream = trie_tokens(enc)
     n_head = sum(1 + sum(len(c) - 1 for c in conts) for _, conts in enc)
     body, head = m.model.base_model, m.model.get_output_embeddings()
     rows = [stream[i:i + row] for i in range(0, len(stream), row)]
@@ -152,8 +201,8 @@ def main(argv=None):
     p.add_argument("--reps", type=int, default=3, help="runs per method; the minimum is reported")
     p.add_argument("--patience", type=float, default=60.0, help="a method whose run takes longer (s) is not repeated")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
-    p.add_argument("--workloads", default="mixed,labels,single-token")
-    p.add_argument("--methods", default="alfred_fm,lm-eval b16,lm-eval auto,usual,limit")
+    p.add_argument("--workloads", default="few-shot,templated,chat,mixed,labels,single-token")
+    p.add_argument("--methods", default="alfred_fm,sharing off,lm-eval b16,usual,limit")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     a = p.parse_args(argv)
     import torch
@@ -165,29 +214,38 @@ def main(argv=None):
         from alfred_fm.fixtures import tiny_llama
         a.model, a.reps = a.model or str(tiny_llama()), 1
     m = HuggingFaceModel(a.model) if a.model else HuggingFaceModel.bundled()
+    if not m.tokenizer.chat_template:   # the tiny random model of --quick: a ChatML template, as SmolLM2-Instruct's
+        m.tokenizer.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                                     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
     print(f"{m!r}, torch {torch.__version__}, {a.threads} threads, min of {a.reps} run(s)")
     lms = {}
     if any(x.startswith("lm-eval") for x in a.methods.split(",")):
         from lm_eval.models.huggingface import HFLM
         for name, bs in (("lm-eval b16", 16), ("lm-eval auto", "auto")):
+            if name not in a.methods.split(","): continue
             lms[name] = HFLM(pretrained=m.model, tokenizer=m.tokenizer, batch_size=bs,
                              prefix_token_id=m.tokenizer.eos_token_id)
-    runners = {"alfred_fm": lambda q: method_alfred(m, q), "usual": lambda q: method_usual(m, q),
-               "limit": lambda q: method_limit(m, q), **{k: (lambda q, lm=lm: method_lm_eval(lm, q)) for k, lm in lms.items()}}
+    runners = {"alfred_fm": lambda q, kw: method_alfred(m, q, **kw),
+               "sharing off": lambda q, kw: method_alfred(m, q, share_prefix=False, **kw),
+               "usual": lambda q, kw: method_usual(m, texts(q)), "limit": lambda q, kw: method_limit(m, texts(q)),
+               **{k: (lambda q, kw, lm=lm: method_lm_eval(lm, texts(q))) for k, lm in lms.items()}}
+    texts = lambda q: [(m.backend.templated(p, chat=not isinstance(p, str)), cs) for p, cs in q]   # a conversation as its chat text
     methods = [x for x in a.methods.split(",") if x in runners]
     wls = workloads(m.tokenizer, a.quick)
     report = {"model": repr(m), "torch": torch.__version__, "threads": a.threads, "reps": a.reps, "workloads": {}}
     for wname in a.workloads.split(","):
         queries = wls[wname]
-        enc = [m.backend.query_ids(p, cs) for p, cs in queries]
+        kw = {"chat": True} if not isinstance(queries[0][0], str) else {}
+        enc = [m.backend.query_ids(p, cs) for p, cs in texts(queries)]
         n_pairs = sum(len(cs) for _, cs in queries)
-        unique = sum(len(ctx) + sum(len(c) for c in conts) for ctx, conts in enc)
+        unique = len(trie_tokens(enc))
         padded_pairs = sum(len(ctx) + len(c) for ctx, conts in enc for c in conts)
-        res = {"queries": len(queries), "pairs": n_pairs, "unique_tokens": unique, "pair_tokens": padded_pairs, "methods": {}}
+        res = {"queries": len(queries), "pairs": n_pairs, "trie_tokens": unique, "pair_tokens": padded_pairs, "methods": {}}
         scores = {}
         for name in methods:
             with PeakRSS() as mem:
-                secs, out, runs = timed(lambda: runners[name](queries), a.reps, a.patience)
+                secs, out, runs = timed(lambda: runners[name](queries, kw), a.reps, a.patience)
+            if name == "alfred_fm": res["alfred_fm_stats"] = dict(m.last_stats)
             res["methods"][name] = {"seconds": secs, "runs": runs, "peak_rss_gb": mem.peak}
             if out is not None: scores[name] = out
         if "usual" in scores:
@@ -195,12 +253,11 @@ def main(argv=None):
                 res["methods"][name]["max_abs_diff_to_usual"] = max(abs(x - y) for x, y in zip(out, scores["usual"]))
         t = {k: v["seconds"] for k, v in res["methods"].items()}
         if "alfred_fm" in t:
-            for other in ("lm-eval b16", "lm-eval auto", "usual"):
+            for other in ("sharing off", "lm-eval b16", "lm-eval auto", "usual"):
                 if other in t: res[f"speedup_vs_{other}"] = t[other] / t["alfred_fm"]
             if "limit" in t: res["efficiency"] = t["limit"] / t["alfred_fm"]
-        if "alfred_fm" in res["methods"]: res["alfred_fm_stats"] = m.last_stats
         report["workloads"][wname] = res
-        print(f"\n{wname}: {len(queries)} queries, {n_pairs} pairs, {unique} unique tokens "
+        print(f"\n{wname}: {len(queries)} queries, {n_pairs} pairs, {unique} unique tokens in the prefix trie "
               f"({padded_pairs} as one row per pair)")
         print(f"  {'method':<14}{'seconds':>9}{'runs':>6}{'peak RSS GB':>13}{'max |diff| to usual':>21}")
         for name, r in res["methods"].items():

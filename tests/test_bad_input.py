@@ -424,15 +424,37 @@ def row_out_of_memory(llama, monkeypatch, **_):
     import weakref
     queries = [("Q:", [" a", " b"]), ("The capital of France is", [" Paris", " London"]), ("Hi", [" there"])]
     want, real, held = llama.score(queries, progress=False), llama.backend.logprobs, []
-    def tight(rows, packed, greedy=False):      # a device that fits one row at a time
+    def tight(rows, packed, greedy=False, prefix=None):      # a device that fits one row at a time
         if held: assert held[-1]() is None, "the failed batch's tensors were still alive at the retry"
         work = torch.ones(len(rows), 64); held.append(weakref.ref(work))
         if len(rows) > 1: raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
-        return real(rows, packed, greedy)
+        return real(rows, packed, greedy, prefix)
     monkeypatch.setattr(llama.backend, "logprobs", tight)
     got = llama.score(queries, progress=False)
     assert llama.last_stats["oom_splits"] >= 1 and len(held) > 2
     for g, w in zip(got, want): assert g.logits == pytest.approx(w.logits, abs=1e-4)
+
+
+def row_share_prefix_seq2seq(t5, no_forward, **_):
+    no_forward(t5)
+    with raises(ValueError, "share_prefix=True: this is a seq2seq model and its encoder reads each prompt in both directions"):
+        t5.score([("translate: " * 10 + x, [" a"]) for x in ("one", "two")], share_prefix=True, progress=False)
+    with raises(ValueError, "leave share_prefix unset"):
+        t5.generate(["translate: " * 10 + "one"], share_prefix=True, progress=False)
+
+def row_share_prefix_unpacked(llama, **_):
+    with raises(ValueError, "share_prefix=True needs packed rows"):
+        llama.score([("Q: " * 20 + x, [" a"]) for x in ("one", "two")], share_prefix=True, packed=False, progress=False)
+
+def row_share_prefix_fails_check(llama_dir, monkeypatch, **_):
+    "A model whose layers ignore a lent cache (simulated): the check fails, once, with a warning; the numbers are right."
+    from alfred_fm.packing import PrefixCache
+    monkeypatch.setattr(PrefixCache, "update", lambda self, k, v, *a, **kw: (k, v))
+    m = HuggingFaceModel(str(llama_dir), trust_remote_code=False)
+    qs = [("Answer with one word, the colour that fits best. " * 3 + f"Q: {x}? A:", [" green", " blue"]) for x in ("grass", "sky")]
+    with pytest.warns(UserWarning, match="computing each prompt whole instead"): got = m.score(qs, progress=False)
+    assert m.backend.packs and not m.backend.shares and m.last_stats["shared_prefixes"] == 0
+    for q, g in zip(qs, got): assert g.logits == pytest.approx(reference_scores(m, q), abs=1e-4)
 
 
 ROWS = {name[4:].replace("_", "-"): f for name, f in dict(globals()).items() if name.startswith("row_")}

@@ -22,16 +22,19 @@ def test_score_bench_quick(tmp_path):
     stdout = _run("score_bench.py", tmp_path)
     report = json.loads((tmp_path / "score_bench.json").read_text())
     assert (tmp_path / "score_bench.png").stat().st_size > 0
-    assert set(report["workloads"]) == {"mixed", "labels", "single-token"}
+    assert set(report["workloads"]) == {"few-shot", "templated", "chat", "mixed", "labels", "single-token"}
     for name, wl in report["workloads"].items():
         methods = wl["methods"]
-        assert set(methods) == {"alfred_fm", "lm-eval b16", "lm-eval auto", "usual", "limit"}
-        # every scorer computes the same numbers as the usual padded approach
-        for m in ("alfred_fm", "lm-eval b16", "lm-eval auto"):
+        assert set(methods) == {"alfred_fm", "sharing off", "lm-eval b16", "usual", "limit"}
+        # every scorer computes the same numbers as the usual padded approach (lm-eval moves the chat template's
+        # final newline into the continuation, its whitespace rule, so on "chat" it scores another split)
+        for m in ("alfred_fm", "sharing off") + (("lm-eval b16",) if name != "chat" else ()):
             assert methods[m]["max_abs_diff_to_usual"] < 1e-3, (name, m)
-        assert wl["efficiency"] > 0 and wl["speedup_vs_lm-eval b16"] > 0
-        assert wl["unique_tokens"] < wl["pair_tokens"]
-    assert "speedup vs lm-eval b16" in stdout
+        assert wl["efficiency"] > 0 and wl["speedup_vs_lm-eval b16"] > 0 and wl["speedup_vs_sharing off"] > 0
+        assert wl["trie_tokens"] < wl["pair_tokens"]
+        shared = wl["alfred_fm_stats"]["shared_prefixes"]
+        assert shared == (1 if name in ("few-shot", "templated", "chat") else 0), name   # one prefix for the whole job
+    assert "speedup vs sharing off" in stdout
 
 
 @pytest.mark.parametrize("short", [False, True])
