@@ -153,7 +153,11 @@ def run_plan(backend, plan: ScoringPlan, opts: ScoreOptions, stats: dict | None 
     done = map_batches(run, plan.rows, [r.tokens for r in plan.rows], max_tokens, opts.batch_size, opts.progress,
                        desc="score", scored=[r.scored for r in plan.rows], max_scored=max_scored,
                        groups=[r.prefix for r in plan.rows], saved=plan.saved() if plan.prefixes else None, stats=stats)
-    if stats is not None: stats["shared_prefixes"] = len(plan.prefixes)
+    if stats is not None:   # the budget counted each row's prefix; the statistics count the tokens that ran
+        lent_out, ran = sum(len(plan.prefixes[r.prefix]) for r in plan.rows if r.prefix >= 0), sum(map(len, plan.prefixes))
+        stats.update(tokens=stats["tokens"] - lent_out + ran, padded=stats["padded"] - lent_out + ran,
+                     shared_prefixes=len(plan.prefixes))
+        stats["waste"] = 1 - stats["tokens"] / stats["padded"] if stats["padded"] else 0.0
     out = [[None] * len(q.conts) for q in plan.queries]
     for row, lps in zip(plan.rows, done):
         for ci, lp in zip(row.candidates, lps): out[row.query][ci] = lp

@@ -279,7 +279,7 @@ def plot(report, path):
     import matplotlib.pyplot as plt
     wls = list(report["workloads"])
     methods = list(next(iter(report["workloads"].values()))["methods"])
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = plt.subplots(figsize=(max(9, 2.2 * len(wls)), 4))
     w = 0.8 / len(methods)
     for i, meth in enumerate(methods):
         ys = [report["workloads"][wl]["methods"][meth]["seconds"] for wl in wls]

@@ -49,12 +49,14 @@ def test_smollm2_shares_and_equals_reference(smol, count_prefixes):
     qs = _few_shot()
     rs = smol.score(qs, progress=False)
     _assert_reference(smol, qs, rs)
-    st = smol.last_stats
+    st = dict(smol.last_stats)
     assert st["shared_prefixes"] == 1 and len(calls) == 1              # the prefix ran once, for every query
     assert calls[0] >= len(smol.backend.query_ids(SHOTS, AG_NEWS)[0]) - 2   # it is (nearly) the whole 3-shot block
     assert st["tokens_saved"] == (len(qs) - 1) * calls[0]
     off = smol.score(qs, share_prefix=False, progress=False)
     assert smol.last_stats["shared_prefixes"] == 0
+    assert st["tokens"] + st["tokens_saved"] == smol.last_stats["tokens"]   # the tokens that ran, and those not
+    assert 0 <= st["waste"] < 0.5
     for a, b in zip(rs, off): assert a.logits == pytest.approx(b.logits, abs=1e-4)
 
 
