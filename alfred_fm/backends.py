@@ -206,11 +206,16 @@ class CausalBackend(Backend):
     "A decoder-only model: packed rows for scoring, left padding for generation."
     kind, no_sharing = "causal", None   # its prompts can share a prefix's cache, where the model passes the check
 
+    def __init__(self, model, tokenizer):
+        super().__init__(model, tokenizer)
+        # what an empty prompt becomes, and what a whole text is read after (see *Tokens* and *Whole texts*)
+        self.start = self.bos or [self.eos_id if self.eos_id is not None else self.pad_id]
+
     def body_inputs(self, mask) -> dict: return {"position_ids": position_ids(mask)}
 
     def prompt_ids(self, prompt: str) -> list[int]:
-        "Token ids of a prompt: one BOS where the tokenizer uses one; the EOS for an empty prompt."
-        return causal_prompt_ids(self.tokenizer, prompt, self.bos, self.eos_id if self.eos_id is not None else self.pad_id)
+        "Token ids of a prompt: one BOS where the tokenizer uses one; `start` (the BOS, else the EOS) for an empty prompt."
+        return causal_prompt_ids(self.tokenizer, prompt, self.bos, self.start)
 
     def chat_prompt(self, prompt: str, system: str | None = None) -> str:
         "The prompt as the user's turn of the tokenizer's chat template, with the generation prompt (see *Tokens*)."

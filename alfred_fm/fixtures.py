@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['bpe_tokenizer', 'tiny_llama', 'minilm_path', 'tiny_t5', 'causal_reference', 'seq2seq_reference',
-           'whole_text_reference']
+__all__ = ['CHAT_TEMPLATE', 'TOL', 'bpe_tokenizer', 'tiny_llama', 'minilm_path', 'tiny_t5', 'causal_reference',
+           'seq2seq_reference', 'whole_text_reference', 'assert_same']
 
 # %% ../nbs/02_fixtures.ipynb #e014520e
 _CORPUS = """The quick brown fox jumps over the lazy dog. Is the sky blue? Answer: yes or no.
@@ -123,3 +123,35 @@ def whole_text_reference(model, # a transformers causal LM
         with torch.no_grad(): lp = model(torch.tensor([x], device=model.device)).logits[0].double().log_softmax(-1)
         return lp[torch.arange(len(x) - 1), torch.tensor(x[1:], dtype=torch.long)].sum().item()
     return {c: logprob(start + W) - logprob(start + P) for c, W in zip(candidates, Ws)}
+
+# %% ../nbs/02_fixtures.ipynb #681daa5d
+CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")   # Jinja, as `tokenizer.chat_template` takes it
+
+# %% ../nbs/02_fixtures.ipynb #fc22a7ea
+TOL = 1e-4   # the numerical contract on log-probabilities: any fast path equals the one-pair float32 reference within it
+
+def assert_same(got, # what one computation gave: responses, lists or dicts of them, tensors, numbers
+                want, # what another gave (the reference)
+                tol: float = TOL, # the largest difference between two numbers
+                where: str = "answer"): # how a failure names the place
+    "Raise an `AssertionError` unless `got` equals `want` within `tol` in every number and exactly in everything else."
+    from alfred_fm.responses import Response
+    if isinstance(want, Response):
+        if type(got) is not type(want): raise AssertionError(f"{where}: a {type(got).__name__}, not a {type(want).__name__}")
+        for f in want.__dataclass_fields__:
+            assert_same(getattr(got, f), getattr(want, f), tol, f"{where}.{f}")
+    elif isinstance(want, dict):
+        if not isinstance(got, dict) or list(got) != list(want): raise AssertionError(f"{where}: keys {list(got)} != {list(want)}")
+        for k in want: assert_same(got[k], want[k], tol, f"{where}[{k!r}]")
+    elif isinstance(want, (list, tuple)):
+        if len(got) != len(want): raise AssertionError(f"{where}: {len(got)} items, not {len(want)}")
+        for i, (g, w) in enumerate(zip(got, want)): assert_same(g, w, tol, f"{where}[{i}]")
+    elif isinstance(want, torch.Tensor):
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            raise AssertionError(f"{where}: shape {tuple(getattr(got, 'shape', ()))} != {tuple(want.shape)}")
+        d = (got.double() - want.double()).abs().max().item() if want.numel() else 0.0
+        if not d <= tol: raise AssertionError(f"{where}: differs by {d:.2e}, more than {tol:.0e}")
+    elif isinstance(want, float) and not isinstance(got, str):
+        if not (got == want or abs(got - want) <= tol): raise AssertionError(f"{where}: {got} != {want} within {tol:.0e}")
+    elif got != want: raise AssertionError(f"{where}: {got!r} != {want!r}")

@@ -15,9 +15,9 @@ from .hidden_states import check_finite
 from .options import Options, number, how, check_budget, check_choice, _is_bool, _positive_int
 
 # %% auto #0
-__all__ = ['PER', 'rolling_windows', 'TextOptions', 'window_length', 'as_texts', 'text_logprobs', 'word_count', 'TextLikelihood',
-           'perplexity', 'bits_per_byte', 'text_likelihoods', 'check_offsets', 'token_words', 'token_values',
-           'token_scores', 'TextMethods']
+__all__ = ['PER', 'rolling_windows', 'TextOptions', 'window_length', 'as_texts', 'ids_logprobs', 'text_logprobs', 'word_count',
+           'TextLikelihood', 'perplexity', 'bits_per_byte', 'text_likelihoods', 'check_offsets', 'token_words',
+           'token_values', 'token_scores', 'TextMethods']
 
 # %% ../nbs/20_likelihood.ipynb #4e232ecc
 def rolling_windows(tokens: list[int], # the text's token ids
@@ -37,7 +37,7 @@ def rolling_windows(tokens: list[int], # the text's token ids
 
 # %% ../nbs/20_likelihood.ipynb #2aa7b086
 @patch
-def whole_text_ids(self: Backend, text: str) -> tuple[list[int], list[int]]:
+def whole_text_ids(self: Backend, text: str, prefix_token_id: int | None = None) -> tuple[list[int], list[int]]:
     "Refused: only a decoder-only model gives a whole text a log-likelihood."
     raise ValueError(f"whole-text log-likelihood reads a text left to right with a decoder-only model, and this "
                      f"model's kind is {self.kind!r}: load a causal model (a seq2seq model can still score the text as "
@@ -45,19 +45,33 @@ def whole_text_ids(self: Backend, text: str) -> tuple[list[int], list[int]]:
 
 # %% ../nbs/20_likelihood.ipynb #da0fc46e
 @patch
-def whole_text_ids(self: CausalBackend, text: str) -> tuple[list[int], list[int]]:
-    "The token a text starts from (the BOS, or the EOS where the tokenizer adds none), and the text's own token ids."
-    return self.prompt_ids(""), list(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+def whole_text_ids(self: CausalBackend, text: str,
+                   prefix_token_id: int | None = None # the token to start from; None: the model's `start` (BOS, else EOS)
+                  ) -> tuple[list[int], list[int]]:
+    "The token a text starts from, and the text's own token ids."
+    if prefix_token_id is None: start = list(self.start)
+    else:
+        vocab = self.model.get_input_embeddings().weight.shape[0]
+        if not 0 <= prefix_token_id < vocab:
+            raise ValueError(f"prefix_token_id={prefix_token_id} is not a token of this model (ids 0 … {vocab - 1}); "
+                             f"pass a token id, e.g. model.tokenizer.convert_tokens_to_ids('<|endoftext|>')")
+        start = [prefix_token_id]
+    return start, list(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
 # %% ../nbs/20_likelihood.ipynb #6f0dfebe
 def _optional_window(v):
     if v is not None: _positive_int("max_length")(v)
+
+def _optional_token(v):
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+        raise ValueError(f"prefix_token_id must be a token id (an int ≥ 0) or None, got {v!r}")
 
 @dataclass(frozen=True)
 class TextOptions(Options):
     "How `loglikelihood`, `perplexity` and `token_score` read whole texts."
     max_length: int | None = number(None, _optional_window) # tokens per window (None: the model's own `max_length`)
     token_logprobs: bool = number(False, _is_bool("token_logprobs")) # also return each token with its log-probability
+    prefix_token_id: int | None = number(None, _optional_token) # the token a text starts from (None: BOS, else EOS)
     max_tokens: object = how("auto", lambda v: check_budget("max_tokens", v)) # token budget per batch, or "auto"
     max_logits: object = how("auto", lambda v: check_budget("max_logits", v)) # output-layer floats per batch, or "auto"
     batch_size: int = how(64, _positive_int("batch_size")) # most windows per batch
@@ -83,13 +97,12 @@ def as_texts(texts) -> tuple[list[str], bool]:
     return texts, False
 
 # %% ../nbs/20_likelihood.ipynb #48d05a89
-def text_logprobs(backend, # the model's backend
-                  texts: list[str], # the texts, any length
-                  opts: TextOptions, # checked options
-                  stats: dict | None = None # filled with the batches' statistics
-                 ) -> list[tuple[list[int], torch.Tensor]]:
-    "Each text's token ids and their log-probabilities (float32), read in lm-eval's rolling windows, in order."
-    split = [backend.whole_text_ids(t) for t in texts]
+def ids_logprobs(backend, # the model's backend
+                 split: list[tuple[list[int], list[int]]], # each text's (start token, token ids)
+                 opts: TextOptions, # checked options
+                 stats: dict | None = None # filled with the batches' statistics
+                ) -> list[tuple[list[int], torch.Tensor]]:
+    "Each text's token ids and their log-probabilities (float32), read in lm-eval's rolling windows after its start, in order."
     L = window_length(backend, opts.max_length)
     work = [(i, w) for i, (start, ids) in enumerate(split) for w in rolling_windows(ids, start, L)]
     max_tokens, max_scored = backend.budgets(opts.max_tokens, opts.max_logits)
@@ -97,11 +110,20 @@ def text_logprobs(backend, # the model's backend
     done = map_batches(run, work, [len(ctx) + len(cont) - 1 for _, (ctx, cont) in work], max_tokens, opts.batch_size,
                        opts.progress, desc="texts", scored=[len(cont) for _, (_, cont) in work], max_scored=max_scored,
                        stats=stats)
-    per = [[] for _ in texts]
+    per = [[] for _ in split]
     for (i, _), lp in zip(work, done): per[i].append(lp)
     out = [(ids, torch.cat(lps) if lps else torch.zeros(0)) for (_, ids), lps in zip(split, per)]
     check_finite([lp for _, lp in out], "text {}: a token's log-probability")
     return out
+
+# %% ../nbs/20_likelihood.ipynb #d9dc4789
+def text_logprobs(backend, # the model's backend
+                  texts: list[str], # the texts, any length
+                  opts: TextOptions, # checked options (`prefix_token_id`: the start token)
+                  stats: dict | None = None # filled with the batches' statistics
+                 ) -> list[tuple[list[int], torch.Tensor]]:
+    "Each text's token ids and their log-probabilities (float32), read in lm-eval's rolling windows, in order."
+    return ids_logprobs(backend, [backend.whole_text_ids(t, opts.prefix_token_id) for t in texts], opts, stats)
 
 # %% ../nbs/20_likelihood.ipynb #f29c8231
 PER = ("token", "word", "byte")   # the units perplexity is taken per
@@ -214,7 +236,7 @@ def token_scores(backend, # the model's backend
 class TextMethods:
     "`loglikelihood`, `perplexity` and `token_score`, for `HuggingFaceModel`."
     def loglikelihood(self, texts, # a text or a list of texts, any length
-                      **kwargs): # `TextOptions`: `max_length`, `token_logprobs`, budgets, `progress`
+                      **kwargs): # `TextOptions`: `max_length`, `token_logprobs`, `prefix_token_id`, budgets, `progress`
         "Each whole text's log-likelihood, read in lm-eval's rolling windows: a `TextLikelihood` per text, in order."
         texts, single = as_texts(texts)
         self.last_stats = {}

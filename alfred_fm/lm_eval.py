@@ -16,7 +16,7 @@ from .model import HuggingFaceModel
 from .queries import RankedQuery
 from .options import ScoreOptions, GenerateOptions
 from .scoring import ScoringPlan, run_plan
-from .likelihood import TextOptions, text_likelihoods, window_length
+from .likelihood import TextOptions, ids_logprobs, window_length
 from .generation import generate_ids
 from .hidden_states import check_finite
 
@@ -35,6 +35,7 @@ class AlfredLM(LM):
                  dtype="auto", # as `HuggingFaceModel`'s
                  device=None, # "cpu", "cuda", "cuda:1", ...: alfred_fm's `device_map` (default "auto")
                  trust_remote_code: bool = False, # off, as in lm-eval
+                 prefix_token_id: int | None = None, # what an empty context and a whole text start from (None: HFLM's rule)
                  **kwargs): # other options of `HuggingFaceModel`: `tokenizer`, `revision`, `attn_implementation`, ...
         super().__init__()
         if isinstance(pretrained, HuggingFaceModel):
@@ -48,8 +49,12 @@ class AlfredLM(LM):
                                        trust_remote_code=trust_remote_code, **kwargs)
         auto = batch_size is None or str(batch_size).startswith("auto")
         self.batch_size, self.max_gen_toks = 64 if auto else int(batch_size), int(max_gen_toks)
-        self.backend = copy.copy(self.hf.backend)   # the model's backend, seen with `max_length` as its length
+        self.backend = copy.copy(self.hf.backend)   # the model's backend, seen with lm-eval's length and start token
         if max_length is not None: self.backend.max_length = window_length(self.hf.backend, int(max_length))
+        self.custom_prefix_token_id = prefix_token_id
+        if self.hf.kind == "causal":
+            self.backend.whole_text_ids(" ", self.prefix_token_id)   # a clear error for an id the model does not have
+            self.backend.start = [self.prefix_token_id]
     tokenizer = property(lambda self: self.hf.tokenizer)
     model = property(lambda self: self.hf.model)
     device = property(lambda self: self.hf.device)
@@ -58,6 +63,13 @@ class AlfredLM(LM):
     tokenizer_name = property(lambda self: self.tokenizer.name_or_path.replace("/", "__"),
                               doc="names the chat template in lm-eval's request cache")
     chat_template = TemplateLM.chat_template   # lm-eval's choice of the tokenizer's template
+
+    @property
+    def prefix_token_id(self) -> int:
+        "HFLM's start token: the one given, else the tokenizer's BOS wherever it defines one, else its EOS."
+        if self.custom_prefix_token_id is not None: return self.custom_prefix_token_id
+        t = self.tokenizer
+        return t.bos_token_id if t.bos_token_id is not None else t.eos_token_id
 
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         "(log-likelihood, is_greedy) of each (context, continuation) request, in order (below)."
@@ -91,12 +103,19 @@ def _loglikelihood(self: AlfredLM, requests, disable_tqdm: bool = False) -> list
     for pair, res in zip(pairs, out): self.cache_hook.add_partial("loglikelihood", pair, res)
     return out
 
+# %% ../nbs/21_lm_eval.ipynb #fa24b716
+def _tok_encode(self: AlfredLM, text: str) -> list[int]:
+    "A whole text's ids as `HFLM.tok_encode` gives them: the tokenizer's default special tokens, none if the text starts with the start token's text."
+    starts = text.startswith(self.tokenizer.decode([self.prefix_token_id]))
+    return list(self.tokenizer(text, add_special_tokens=not starts, verbose=False)["input_ids"])
+
 # %% ../nbs/21_lm_eval.ipynb #dea57880
 def _loglikelihood_rolling(self: AlfredLM, requests, disable_tqdm: bool = False) -> list[float]:
     "Each whole text's log-likelihood in lm-eval's rolling windows of `max_length` tokens."
     texts = [r.args[0] for r in requests]
     opts = TextOptions(max_length=self.max_length, batch_size=self.batch_size, progress=not disable_tqdm)
-    out = [r.logprob for r in text_likelihoods(self.backend, texts, opts)]
+    split = [([self.prefix_token_id], _tok_encode(self, t)) for t in texts]
+    out = [math.fsum(lp.double().tolist()) for _, lp in ids_logprobs(self.backend, split, opts)]
     for t, ll in zip(texts, out): self.cache_hook.add_partial("loglikelihood_rolling", (t,), ll)
     return out
 

@@ -44,12 +44,12 @@ class ChatPrompt(str):
 def causal_prompt_ids(tokenizer, # the model's tokenizer
                       prompt: str, # the text before the candidates
                       bos: list[int], # what `bos_prefix` found
-                      start: int) -> list[int]: # the id an empty prompt becomes (the EOS)
-    "Token ids of a prompt for a causal model: one BOS where the tokenizer uses one; `[start]` for an empty prompt."
+                      start: list[int]) -> list[int]: # the ids an empty prompt becomes (the BOS, else the EOS)
+    "Token ids of a prompt for a causal model: one BOS where the tokenizer uses one; `start` for an empty prompt."
     ids = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
     if isinstance(prompt, ChatPrompt): return ids   # the template's own ids: it writes the BOS where the model wants one
     if bos and ids[:len(bos)] == bos: ids = ids[len(bos):]
-    return (bos + ids) or [start]
+    return (bos + ids) or list(start)
 
 # %% ../nbs/06_tokens.ipynb #aae1cf37
 def move_trailing_space(context: str, continuation: str) -> tuple[str, str]:

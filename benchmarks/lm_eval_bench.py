@@ -90,9 +90,9 @@ def main(argv=None):
         model = HuggingFaceModel(str(tiny_llama(tempfile.mkdtemp())), trust_remote_code=False)   # no BOS, as SmolLM2
     else: model = HuggingFaceModel.bundled()
     tasks = TaskManager(include_path=str(write_tasks(Path(tempfile.mkdtemp()), args.quick)))
-    prefix = model.backend.prompt_ids("")[0]   # alfred_fm's start token for an empty context (see the lm-eval chapter)
+    # both at lm-eval's defaults: "alfred_fm" takes HFLM's start token and tokenisation (see the lm-eval chapter)
     makers = {"lm-eval HFLM b16": lambda: HFLM(pretrained=model.model, tokenizer=model.tokenizer, batch_size=16,
-                                               max_length=args.max_length, prefix_token_id=prefix, add_bos_token=False),
+                                               max_length=args.max_length),
               "alfred_fm": lambda: AlfredLM(model, max_length=args.max_length)}
     report = {"model": repr(model), "threads": args.threads, "max_length": args.max_length, "tasks": {}}
     print(f"{model!r}, {args.threads} threads, min of {args.reps} runs\n")

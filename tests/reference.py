@@ -1,6 +1,7 @@
 """Reference log-probabilities of a query's candidates, from the one reference module the notebooks share
-(`alfred_fm.fixtures`: one unpadded forward per pair, full logits, float32 log-softmax)."""
-from alfred_fm.fixtures import causal_reference, seq2seq_reference
+(`alfred_fm.fixtures`: one unpadded forward per pair, full logits, float32 log-softmax), and the one way tests compare
+two computations of model numbers (`assert_same`: within the numerical contract `TOL`, never tighter)."""
+from alfred_fm.fixtures import TOL, assert_same, causal_reference, seq2seq_reference  # noqa: F401 -- for the tests
 
 
 def reference_scores(model, query, **kw):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from needs import need
+from reference import assert_same
 
 from alfred_fm import HuggingFaceModel, RankedQuery
 from alfred_fm.options import ScoreOptions, GenerateOptions
@@ -43,44 +44,44 @@ def ours(pairs): return [RankedQuery(p, list(c)) for p, c in pairs]
 def logits(responses): return [r.logits for r in responses]
 
 
-def test_duck_typed_ranked_queries_score_exactly(llama):
+def test_duck_typed_ranked_queries_score_the_same(llama):
     want = llama.score(ours(PAIRS), progress=False)
     alfred = [AlfredRanked(p, c) for p, c in PAIRS]
-    assert logits(llama.score(alfred, no_tqdm=True)) == logits(want)
-    assert logits(llama.run(alfred, no_tqdm=True)) == logits(want)
+    assert_same(llama.score(alfred, no_tqdm=True), want)
+    assert_same(llama.run(alfred, no_tqdm=True), want)
     one = llama.score(ours(PAIRS)[0], progress=False)   # alone: batched alone, as alfred_fm answers one query
-    assert llama.score(alfred[0], no_tqdm=True).logits == one.logits   # Client's score(query, no_tqdm=True)
+    assert_same(llama.score(alfred[0], no_tqdm=True), one)   # Client's score(query, no_tqdm=True)
 
 
 def test_numpy_candidates(llama):
     np = pytest.importorskip("numpy")
     got = llama.score(AlfredRanked("2 + 2 =", np.array([" 4", " 5"])), progress=False)
-    assert got.logits == llama.score(RankedQuery("2 + 2 =", [" 4", " 5"]), progress=False).logits
+    assert_same(got, llama.score(RankedQuery("2 + 2 =", [" 4", " 5"]), progress=False))
     assert all(type(k) is str for k in got.logits)
 
 
-def test_duck_typed_completion_queries_generate_exactly(llama):
+def test_duck_typed_completion_queries_generate_the_same(llama):
     want = llama.generate(PROMPTS, max_new_tokens=4, progress=False)
     alfred = [AlfredCompletion(p) for p in PROMPTS]
-    assert llama.generate(alfred, max_new_tokens=4, no_tqdm=True) == want
-    assert llama.run(alfred, max_new_tokens=4, no_tqdm=True) == want
+    assert_same(llama.generate(alfred, max_new_tokens=4, no_tqdm=True), want)
+    assert_same(llama.run(alfred, max_new_tokens=4, no_tqdm=True), want)
 
 
 def test_mixed_run_in_order(llama):
     mixed = [AlfredCompletion(PROMPTS[0]), AlfredRanked(*PAIRS[0])]
     got = llama.run(mixed, max_new_tokens=4, no_tqdm=True)
-    assert got[0] == llama.generate(PROMPTS[0], max_new_tokens=4, progress=False)
-    assert got[1].logits == llama.score(ours(PAIRS[:1]), progress=False)[0].logits
+    assert_same(got[0], llama.generate(PROMPTS[0], max_new_tokens=4, progress=False))
+    assert_same(got[1], llama.score(ours(PAIRS[:1]), progress=False)[0])
 
 
 @pytest.mark.parametrize("policy", ["dynamic", "static"])
 def test_forward_modes(llama, policy):
     want = logits(llama.score(ours(PAIRS), progress=False))
     alfred = [AlfredRanked(p, c) for p, c in PAIRS]
-    assert logits(llama.forward(alfred, batch_policy=policy, mode="score", no_tqdm=True)) == want
-    assert logits(llama.forward(alfred, batch_policy=policy, no_tqdm=True)) == want   # ranked: scored, as in Alfred
+    assert_same(logits(llama.forward(alfred, batch_policy=policy, mode="score", no_tqdm=True)), want)
+    assert_same(logits(llama.forward(alfred, batch_policy=policy, no_tqdm=True)), want)   # ranked: scored, as in Alfred
     gen = llama.forward([AlfredCompletion(p) for p in PROMPTS], batch_policy=policy, max_new_tokens=4, no_tqdm=True)
-    assert gen == llama.generate(PROMPTS, max_new_tokens=4, progress=False)
+    assert_same(gen, llama.generate(PROMPTS, max_new_tokens=4, progress=False))
 
 
 def test_batch_size_is_honoured(llama):
@@ -122,6 +123,6 @@ def alfred_query_module():
 def test_alfreds_real_query_classes(llama):
     ARanked, ACompletion = alfred_query_module()
     want = llama.score(ours(PAIRS), progress=False)
-    assert logits(llama.run([ARanked(p, c) for p, c in PAIRS], no_tqdm=True)) == logits(want)
-    assert llama.run([ACompletion(p) for p in PROMPTS], max_new_tokens=4, no_tqdm=True) == \
-        llama.generate(PROMPTS, max_new_tokens=4, progress=False)
+    assert_same(llama.run([ARanked(p, c) for p, c in PAIRS], no_tqdm=True), want)
+    assert_same(llama.run([ACompletion(p) for p in PROMPTS], max_new_tokens=4, no_tqdm=True),
+                llama.generate(PROMPTS, max_new_tokens=4, progress=False))

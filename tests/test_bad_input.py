@@ -263,7 +263,7 @@ def row_empty_text_encode(llama_dir, llama, no_forward, **_):
     plain = HuggingFaceModel(str(llama_dir), trust_remote_code=False)     # a tokenizer that adds no special tokens
     with raises(ValueError, "has no tokens, so it has no hidden states to reduce"): no_forward(plain).encode(["a", ""])
     bos = llama.encode(["a", ""], progress=False)                           # policy: "" is its BOS token alone
-    assert torch.allclose(bos[1], llama.encode([""], progress=False)[0], atol=1e-5)
+    assert (bos[1] - llama.encode([""], progress=False)[0]).abs().max() <= 1e-4   # alone vs. beside "a": the contract
 
 def row_bad_budget(llama, no_forward, **_):
     with raises(ValueError, "max_tokens must be a positive integer or 'auto'"):

@@ -64,7 +64,7 @@ def test_merged_candidate_detail_and_normalisation(plain_llama):
         assert text.endswith(c) and (prompt + c).endswith(text)
     mean = plain_llama.score((prompt, cands), normalize="mean", progress=False)
     for c in cands:
-        assert mean.adjusted[c] == pytest.approx(r.logits[c] / len(r.token_logprobs[c]), abs=1e-6)
+        assert mean.adjusted[c] == pytest.approx(r.logits[c] / len(r.token_logprobs[c]), abs=1e-4)   # two calls
 
 
 def test_a_mid_word_candidate_is_not_called_empty(smol):

@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from alfred_fm import HuggingFaceModel, RankedQuery
-from alfred_fm.fixtures import causal_reference, tiny_llama
+from alfred_fm.fixtures import CHAT_TEMPLATE, causal_reference, tiny_llama
 from alfred_fm.inspectors import inspect_candidates
 from alfred_fm.options import ScoreOptions
 from alfred_fm.scoring import ScoringPlan
 from alfred_fm.tokens import ChatPrompt, chat_text
+from reference import assert_same
 
-TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
-            "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+TEMPLATE = CHAT_TEMPLATE
 QUERIES = [("Is the sky blue?", ["yes", "no"]), ("Name a colour.", ["Red", "Blue", "green", "dark blue"])]
 SYSTEM = "Answer in one word."
 
@@ -86,17 +86,17 @@ def test_content_free_prompts_go_through_the_template(templated):
     assert content_free == [chat_text(templated.tokenizer, f"Q: {x}", SYSTEM) for x in ("N/A", "", "[MASK]")]
     assert all(isinstance(p, ChatPrompt) for p in content_free)
     r = templated.score(QUERIES[0], chat=True, system=SYSTEM, calibrate="Q: {}", progress=False)
-    assert r.adjusted is not None and r.logits == pytest.approx(
-        templated.score(QUERIES[0], chat=True, system=SYSTEM, progress=False).logits, abs=1e-5)
+    assert r.adjusted is not None
+    assert_same(r.logits, templated.score(QUERIES[0], chat=True, system=SYSTEM, progress=False).logits)
 
 
 def test_run_and_the_inspector_take_chat(templated):
     want = templated.score(QUERIES[0], chat=True, progress=False)
     got = templated.run([QUERIES[0], "Say hello."], chat=True, max_new_tokens=3, progress=False)
-    assert got[0].logits == pytest.approx(want.logits, abs=1e-5)
-    assert got[1] == templated.generate("Say hello.", chat=True, max_new_tokens=3, progress=False)
+    assert_same(got[0], want)
+    assert_same(got[1], templated.generate("Say hello.", chat=True, max_new_tokens=3, progress=False))
     w = inspect_candidates(templated, QUERIES[0], chat=True, normalize="char")
-    assert w.response.logits == pytest.approx(want.logits, abs=1e-5)
+    assert_same(w.response.logits, want.logits)
 
 
 def test_the_cache_key_holds_chat(templated):
@@ -153,4 +153,4 @@ def test_hidden_state_of_a_templated_prompt_is_of_the_template_ids(templated):
     r = templated.score(QUERIES[0], chat=True, system=SYSTEM, hidden_state=True, progress=False)
     ids = torch.tensor([template_ids(templated, QUERIES[0][0])])
     want = reduced_states(templated.backend, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, "mean")[0]
-    assert torch.allclose(r.embeddings, want, atol=1e-5)
+    assert_same(r.embeddings, want)

@@ -108,7 +108,7 @@ def test_inspector_equals_score(smol):
         if control: getattr(ins, control).value = value
         options.update(option)
         want = smol.score(query, progress=False, token_logprobs=True, **options)
-        assert widths(axis(ins.fig, "probability")) == pytest.approx(list(want.scores.values()), abs=1e-6), options
+        assert widths(axis(ins.fig, "probability")) == pytest.approx(list(want.scores.values()), abs=1e-4), options
         assert ins.response.prediction == want.prediction
 
 
@@ -137,9 +137,9 @@ def test_inspectors_are_widgets(smol, minilm, review_refs):
     before = ex.image.value
     dashboard.children[0].children[1].reduction.value = "max"
     emb = minilm.encode(TEXTS, reduction="max", progress=False)
-    assert image(axis(ex.fig, "cosine")) == pytest.approx(cosine(emb), abs=1e-6)
+    assert image(axis(ex.fig, "cosine")) == pytest.approx(cosine(emb), abs=1e-4)
     pcs = np.asarray(axis(ex.fig, "pca").collections[0].get_offsets())
-    assert pcs == pytest.approx(embedding_geometry(emb)[1], abs=1e-6)
+    assert pcs == pytest.approx(embedding_geometry(emb)[1], rel=1e-4, abs=1e-4)
     assert ex.image.value != before and png_size(ex.image.value)[0] > 500
 
 
@@ -195,8 +195,8 @@ def test_compare_reductions_widget_every_control(name, request):
             ex.layer.value = layer
             emb = model.encode(TEXTS, reduction=reduction, layer=layer, progress=False)
             heat = image(axis(ex.fig, "cosine"))
-            assert heat == pytest.approx(cosine(emb), abs=1e-6), (reduction, layer)
-            assert np.asarray(axis(ex.fig, "pca").collections[0].get_offsets()) == pytest.approx(embedding_geometry(emb)[1], abs=1e-6)
+            assert heat == pytest.approx(cosine(emb), abs=1e-4), (reduction, layer)
+            assert np.asarray(axis(ex.fig, "pca").collections[0].get_offsets()) == pytest.approx(embedding_geometry(emb)[1], rel=1e-4, abs=1e-4)
     assert ex.image.value != before
 
 
@@ -214,17 +214,17 @@ def test_static_compare_reductions_and_plot_reduction(smol):
     fig = compare_reductions(smol, TEXTS, reductions=("mean", "first", "last"), layer=5, interactive=False)
     for r in ("mean", "first", "last"):
         emb = smol.encode(TEXTS, reduction=r, layer=5, progress=False)
-        assert image(axis(fig, f"cosine {r}")) == pytest.approx(cosine(emb), abs=1e-6)
-        assert np.asarray(axis(fig, f"pca {r}").collections[0].get_offsets()) == pytest.approx(embedding_geometry(emb)[1], abs=1e-6)
+        assert image(axis(fig, f"cosine {r}")) == pytest.approx(cosine(emb), abs=1e-4)
+        assert np.asarray(axis(fig, f"pca {r}").collections[0].get_offsets()) == pytest.approx(embedding_geometry(emb)[1], rel=1e-4, abs=1e-4)
     emb = smol.encode(TEXTS, reduction="last", progress=False)
     single = plot_reduction(emb, TEXTS, "last")
-    assert image(axis(single, "cosine")) == pytest.approx(cosine(emb), abs=1e-6)
+    assert image(axis(single, "cosine")) == pytest.approx(cosine(emb), abs=1e-6)   # the same numbers, drawn
     with pytest.raises(ValueError, match="5 texts for 4 embeddings"):
         plot_reduction(emb[:4], TEXTS)
     buf = io.BytesIO(); fig.savefig(buf, format="png")
     assert png_size(buf.getvalue())[0] > 500
     fig = compare_reductions(smol, TEXTS, reductions=("first", "last"), interactive=False)   # at the last layer
     emb = smol.encode(TEXTS, reduction="last", progress=False)
-    assert image(axis(fig, "cosine last")) == pytest.approx(cosine(emb), abs=1e-6)
+    assert image(axis(fig, "cosine last")) == pytest.approx(cosine(emb), abs=1e-4)
     # both texts start with "A", and a causal model's first token has seen only itself
-    assert image(axis(fig, "cosine first"))[0, 1] == pytest.approx(1.0, abs=1e-6)
+    assert image(axis(fig, "cosine first"))[0, 1] == pytest.approx(1.0, abs=1e-6)   # one forward: the same state twice

@@ -1,6 +1,8 @@
 """alfred_fm as an lm-evaluation-harness model: `simple_evaluate` on small local tasks (a multiple-choice task and a
-rolling perplexity task, YAML with local JSON data, no downloads), with lm-eval's HFLM and with "alfred_fm" on the same
-loaded model, plain and with apply_chat_template=True: every sample's log-likelihood within 1e-3, the metrics equal."""
+rolling perplexity task, YAML with local JSON data, no downloads), with lm-eval's HFLM at its own defaults and with
+"alfred_fm" on the same loaded model, plain and with apply_chat_template=True, on SmolLM2 (a tokenizer that defines a
+BOS it never adds) and on a tiny Llama whose tokenizer adds a BOS: every sample's log-likelihood within 1e-3, the
+metrics equal."""
 import json, subprocess, sys, textwrap
 import pytest
 
@@ -83,11 +85,25 @@ def lls(result, task):
 
 
 def hflm(model):
+    "lm-eval's own HF model on the same loaded model, at its defaults (its own start token, `prefix_token_id`)."
     from lm_eval.models.huggingface import HFLM
-    # lm-eval starts an empty context from the tokenizer's BOS whenever one is defined; alfred_fm from the EOS for a
-    # tokenizer that adds no BOS, as SmolLM2's does not: tell lm-eval so (see the chapter).
-    return HFLM(pretrained=model.model, tokenizer=model.tokenizer, batch_size=8,
-                prefix_token_id=model.backend.prompt_ids("")[0])
+    return HFLM(pretrained=model.model, tokenizer=model.tokenizer, batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def bos_llama(tmp_path_factory):
+    "A tiny Llama whose tokenizer adds a BOS, with a chat template that writes it as text."
+    from alfred_fm import HuggingFaceModel
+    from alfred_fm.fixtures import CHAT_TEMPLATE, tiny_llama
+    m = HuggingFaceModel(str(tiny_llama(tmp_path_factory.mktemp("bos_llama"), add_bos=True)), trust_remote_code=False)
+    m.tokenizer.chat_template = CHAT_TEMPLATE
+    return m
+
+
+def test_hflms_start_token_is_alfred_fms_only_where_the_tokenizer_adds_its_bos(smol, bos_llama):
+    "What makes the default matter: SmolLM2 defines a BOS that it never adds, so HFLM's start is not HuggingFaceModel's."
+    assert hflm(bos_llama).prefix_token_id == bos_llama.backend.start[0] == bos_llama.tokenizer.bos_token_id
+    assert hflm(smol).prefix_token_id == smol.tokenizer.bos_token_id != smol.backend.start[0] == smol.tokenizer.eos_token_id
 
 
 def check_same(theirs, ours, names):
@@ -97,31 +113,49 @@ def check_same(theirs, ours, names):
         assert max(abs(x - y) for x, y in zip(a, b)) < 1e-3, name
         for metric, v in theirs["results"][name].items():
             if metric.endswith(",none") and isinstance(v, float):
-                assert ours["results"][name][metric] == pytest.approx(v, rel=1e-4, abs=1e-6), (name, metric)
+                # accuracies exactly; perplexities (exp of summed log-likelihoods, which differ by < 1e-3) to a relative 1e-3
+                assert ours["results"][name][metric] == pytest.approx(v, rel=1e-3, abs=1e-6), (name, metric)
 
 
-def test_simple_evaluate_equals_hflm(smol, tasks):
+@pytest.mark.parametrize("name", ["smol", "bos_llama"])
+def test_simple_evaluate_equals_hflm(name, request, tasks):
     import alfred_fm.lm_eval  # noqa: F401 -- registers "alfred_fm"
+    model = request.getfixturevalue(name)
     names = ["alfred_mc", "alfred_ppl", "alfred_gen"]
-    theirs = evaluate(hflm(smol), tasks, names)
-    ours = evaluate("alfred_fm", tasks, names, model_args={"pretrained": smol})
+    theirs = evaluate(hflm(model), tasks, names)
+    ours = evaluate("alfred_fm", tasks, names, model_args={"pretrained": model})
     check_same(theirs, ours, names[:2])
     gen = lambda r: [s["filtered_resps"][0] for s in sorted(r["samples"]["alfred_gen"], key=lambda s: s["doc_id"])]
     assert gen(ours) == gen(theirs) and all(gen(ours))
 
 
-@pytest.mark.slow
-def test_simple_evaluate_equals_hflm_with_chat_template(smol, tasks):
+@pytest.mark.parametrize("name", [pytest.param("smol", marks=pytest.mark.slow), "bos_llama"])
+def test_simple_evaluate_equals_hflm_with_chat_template(name, request, tasks):
     from alfred_fm.lm_eval import AlfredLM
-    names = ["alfred_mc", "alfred_gen"]
-    theirs = evaluate(hflm(smol), tasks, names, apply_chat_template=True, system_instruction="Answer briefly.")
-    ours = evaluate(AlfredLM(smol), tasks, names, apply_chat_template=True, system_instruction="Answer briefly.")
-    check_same(theirs, ours, names[:1])
+    model = request.getfixturevalue(name)
+    names = ["alfred_mc", "alfred_ppl", "alfred_gen"]
+    theirs = evaluate(hflm(model), tasks, names, apply_chat_template=True, system_instruction="Answer briefly.")
+    ours = evaluate(AlfredLM(model), tasks, names, apply_chat_template=True, system_instruction="Answer briefly.")
+    check_same(theirs, ours, names[:2])
     args = sorted(ours["samples"]["alfred_mc"], key=lambda s: s["doc_id"])[0]["arguments"]
     ctx = args[0][0] if isinstance(args, list) else args["gen_args_0"]["arg_0"]
-    assert ctx.startswith("<|im_start|>system\nAnswer briefly.")
+    assert ctx.startswith({"smol": "<|im_start|>system\nAnswer briefly.", "bos_llama": "<s><|system|>\nAnswer briefly."}[name])
     gen = lambda r: [s["filtered_resps"][0] for s in sorted(r["samples"]["alfred_gen"], key=lambda s: s["doc_id"])]
     assert gen(ours) == gen(theirs)
+
+
+@pytest.mark.parametrize("name", ["smol", "bos_llama"])
+def test_loglikelihood_rolling_equals_hflm_at_its_defaults(name, request):
+    "Whole texts in windows of 16 tokens (several per text), from HFLM's own start token and tokenisation."
+    from lm_eval.api.instance import Instance
+    from alfred_fm.lm_eval import AlfredLM
+    from test_likelihood import TEXTS
+    model = request.getfixturevalue(name)
+    reqs = [Instance("loglikelihood_rolling", {}, (t,), i) for i, t in enumerate(TEXTS)]
+    from lm_eval.models.huggingface import HFLM
+    theirs = HFLM(pretrained=model.model, tokenizer=model.tokenizer, batch_size=4, max_length=16).loglikelihood_rolling(reqs, disable_tqdm=True)
+    ours = AlfredLM(model, max_length=16).loglikelihood_rolling(reqs, disable_tqdm=True)
+    for t, a, b in zip(TEXTS, ours, theirs): assert a == pytest.approx(b, abs=1e-3), t
 
 
 def test_model_args_string_loads_a_folder(tmp_path, tasks):
@@ -148,16 +182,19 @@ def test_command_line(tmp_path, tasks):
     assert "alfred_fm" in out.stdout and "word_perplexity" in out.stdout, out.stdout[-3000:]
 
 
-def test_loglikelihood_and_is_greedy_equal_hflms(smol):
-    "Each (context, continuation): the same log-likelihood and the same is_greedy as HFLM, greedy continuations included."
+@pytest.mark.parametrize("name", ["smol", "bos_llama"])
+def test_loglikelihood_and_is_greedy_equal_hflms(name, request):
+    "Each (context, continuation): the same log-likelihood and the same is_greedy as HFLM, greedy continuations and empty contexts included."
     from lm_eval.api.instance import Instance
     from alfred_fm.lm_eval import AlfredLM
+    model = request.getfixturevalue(name)
     contexts = ["The capital of France is", "Question: What colour is grass?\nAnswer:", "1, 2, 3,"]
-    greedy = [smol.generate(c, max_new_tokens=3, progress=False).prediction for c in contexts]
+    greedy = [model.generate(c, max_new_tokens=3, progress=False).prediction for c in contexts]
     pairs = [(c, g) for c, g in zip(contexts, greedy)] + [(c, x) for c in contexts for x in (" blue", " 42 and more")]
-    pairs.append(("", "Hello there"))
+    pairs += [("", "Hello there"), ("", " and so on")]
     reqs = [Instance("loglikelihood", {}, p, i) for i, p in enumerate(pairs)]
-    theirs = hflm(smol).loglikelihood(reqs, disable_tqdm=True)
-    ours = AlfredLM(smol).loglikelihood(reqs, disable_tqdm=True)
-    assert [g for _, g in ours] == [g for _, g in theirs] and sum(g for _, g in ours) >= len(contexts)
+    theirs = hflm(model).loglikelihood(reqs, disable_tqdm=True)
+    ours = AlfredLM(model).loglikelihood(reqs, disable_tqdm=True)
+    assert [g for _, g in ours] == [g for _, g in theirs]
+    if name == "smol": assert sum(g for _, g in ours) >= len(contexts)   # (the tiny Llama's greedy text retokenises otherwise)
     for p, (a, _), (b, _) in zip(pairs, ours, theirs): assert a == pytest.approx(b, abs=1e-3), p

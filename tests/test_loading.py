@@ -6,6 +6,7 @@ import pytest
 import torch
 from alfred_fm import HuggingFaceModel
 from alfred_fm.fixtures import tiny_llama, minilm_path
+from reference import assert_same
 
 Q = ("The capital of France is", [" Paris", " London", " a city"])
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")
@@ -37,7 +38,7 @@ def test_hub_id_from_a_cache_folder_offline(llama_dir, tmp_path):
     hub_cache(tmp_path, "alfred-fm/tiny-llama", llama_dir)
     m = HuggingFaceModel("alfred-fm/tiny-llama", local_path=str(tmp_path), trust_remote_code=False)
     ref = HuggingFaceModel(str(llama_dir))
-    assert m.score(Q, progress=False).logits == pytest.approx(ref.score(Q, progress=False).logits, abs=1e-6)
+    assert_same(m.score(Q, progress=False), ref.score(Q, progress=False))
 
 
 def test_local_path_holding_the_model(llama_dir):
@@ -167,7 +168,7 @@ def test_revision_picks_the_snapshot_for_config_weights_and_tokenizer(tmp_path):
     want = {name: HuggingFaceModel(str(d)).score(Q, progress=False).logits for name, d in (("main", main), ("v2", v2))}
     for revision, name in ((None, "main"), ("main", "main"), ("v2", "v2"), (commit, "v2")):
         m = HuggingFaceModel("alfred-fm/tiny-llama", local_path=str(cache), revision=revision, trust_remote_code=False)
-        assert m.score(Q, progress=False).logits == pytest.approx(want[name], abs=1e-6), revision
+        assert_same(m.score(Q, progress=False).logits, want[name], where=str(revision))
         assert (m.tokenizer("a").input_ids[0] == m.tokenizer.bos_token_id) == (name == "v2")   # v2's tokenizer adds BOS
         assert m.source.get("revision") == revision
     with pytest.raises(OSError, match="could not load a model from 'alfred-fm/tiny-llama'"):
@@ -327,11 +328,11 @@ def test_gguf_dequantised_once_and_kept(tmp_path, monkeypatch, caplog):
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="alfred_fm"): again = HuggingFaceModel.bundled()
     assert "dequantising" not in caplog.text and again.source == first.source
-    assert again.score(q, progress=False) == first.score(q, progress=False)
+    assert_same(again.score(q, progress=False), first.score(q, progress=False))
     assert fingerprint(again.backend) == fingerprint(first.backend)
     monkeypatch.setenv("ALFRED_FM_CACHE", "off")
     direct = HuggingFaceModel.bundled()
-    for c, v in direct.score(q, progress=False).logits.items(): assert again.score(q, progress=False).logits[c] == pytest.approx(v, abs=1e-5)
+    assert_same(again.score(q, progress=False).logits, direct.score(q, progress=False).logits)
 
 
 @pytest.mark.slow   # reads the bundled GGUF file twice
