@@ -12,7 +12,7 @@ from .batching import pad, position_ids, split_by_counts
 from .loading import model_kind
 from .tokens import (pad_id, eos_id, bos_prefix, causal_prompt_ids, joint_split, move_trailing_space,
                               check_candidate_tokens, first_id, chat_text, ChatPrompt)
-from .packing import (packed_causal_logprobs, packed_size, packing_works, causal_logprobs,
+from .packing import (packed_causal_logprobs, packed_size, packing_problem, padding_problem, sliding_window, causal_logprobs,
                                shared_encoder_logprobs, last_logits, prefix_cache, PrefixCache)
 
 # %% auto #0
@@ -20,8 +20,8 @@ __all__ = ['BACKENDS', 'max_length', 'n_layers', 'Backend', 'CausalBackend', 'Se
 
 # %% ../nbs/08_backends.ipynb #4a2bfbd8
 def max_length(config) -> int | None:
-    "The longest input the model's positions allow, or None where positions are relative (T5)."
-    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+    "The longest input the model's positions allow (or it was trained on), or None where nothing limits it (T5, BLOOM, Mamba)."
+    for attr in ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length", "max_seq_len"):
         v = getattr(config, attr, None)
         if isinstance(v, int) and v > 0: return v
     return None
@@ -41,6 +41,9 @@ class Backend:
     prompt_side: str = "left"     # the side prompts to complete are padded on
     shares: bool = False          # do rows continuing a shared prefix's cache give its plain numbers?
     no_sharing: str | None = "it does not score candidates"  # why its prompts cannot share a prefix's cache (None: they can)
+    no_packing: str | None = None # why its prompts are not packed with their candidates (None: they are)
+    pads: bool = True             # do padded rows give each row's own numbers? (else each row runs alone)
+    window: int | None = None     # how far back its sliding-window layers see, if it has any
 
     def __init__(self, model, tokenizer):
         self.model, self.tokenizer = model.eval(), tokenizer
@@ -204,10 +207,11 @@ def query_ids(self: Backend, prompt: str, candidates: list[str], count_eos: bool
 # %% ../nbs/08_backends.ipynb #9931d0b1
 class CausalBackend(Backend):
     "A decoder-only model: packed rows for scoring, left padding for generation."
-    kind, no_sharing = "causal", None   # its prompts can share a prefix's cache, where the model passes the check
+    kind = "causal"
 
     def __init__(self, model, tokenizer):
         super().__init__(model, tokenizer)
+        self.window = sliding_window(model.config)
         # what an empty prompt becomes, and what a whole text is read after (see *Tokens* and *Whole texts*)
         self.start = self.bos or [self.eos_id if self.eos_id is not None else self.pad_id]
 
@@ -235,21 +239,38 @@ class CausalBackend(Backend):
     def query_length(self, ctx, conts) -> int: return len(ctx) + max(len(c) for c in conts)
     def packed_size(self, ctx, conts) -> tuple[int, int]: return packed_size(ctx, conts)
 
-    @cached_property
-    def packs(self) -> bool:
-        "Whether packed rows give this model's plain numbers (checked once, on first use; see *Prompt once*)."
-        ok = packing_works(self.model, self.pad_id, self.device)
-        if not ok: warnings.warn(f"{self.model.config.model_type} models do not give the same numbers in packed rows; "
-                                 f"scoring one row per candidate instead (slower, same results)")
-        return ok
+    def _said(self, why: str | None, instead: str) -> str | None:
+        "A failed check's reason, said in a warning with what the model does instead (once: the callers are cached)."
+        if why: warnings.warn(f"{self.model.config.model_type} model: {why}; {instead}")
+        return why
 
     @cached_property
-    def shares(self) -> bool:
-        "Whether packed rows continuing a shared prefix's cache give this model's plain numbers (checked once; see *Prompt once*)."
-        ok = self.packs and packing_works(self.model, self.pad_id, self.device, shared=True)
-        if self.packs and not ok: warnings.warn(f"{self.model.config.model_type} models do not give the same numbers when "
-                                                f"rows continue a cached prefix; computing each prompt whole instead")
-        return ok
+    def no_packing(self) -> str | None:
+        "Why packed rows would not give this model's plain numbers; None when they do (checked once, on first use; see *Prompt once*)."
+        return self._said(packing_problem(self.model, self.pad_id, self.device),
+                          "scoring one row per candidate instead (slower, the same numbers)")
+
+    @cached_property
+    def packs(self) -> bool: return self.no_packing is None
+
+    @cached_property
+    def no_padding(self) -> str | None:
+        "Why left-padded rows would not give each row's own numbers; None when they do (checked once, on first use)."
+        return self._said(padding_problem(self.model, self.pad_id, self.device),
+                          "running each row alone instead (slower, the same numbers)")
+
+    @cached_property
+    def pads(self) -> bool: return self.no_padding is None
+
+    @cached_property
+    def no_sharing(self) -> str | None:
+        "Why its prompts cannot continue a shared prefix's cache; None when they give the plain numbers (checked once, on first use)."
+        if self.no_packing: return f"its prompts are not packed ({self.no_packing})"
+        why = packing_problem(self.model, self.pad_id, self.device, shared=True)
+        return self._said(why and f"rows that continue a cached prefix fail its check ({why})", "computing each prompt whole instead")
+
+    @cached_property
+    def shares(self) -> bool: return self.no_sharing is None
 
     def prefix_cache(self, ids: list[int]) -> PrefixCache: return prefix_cache(self.model, ids, self.device)
 
@@ -260,13 +281,16 @@ def logprobs(self: CausalBackend, work: list, packed: bool, greedy: bool = False
     "Token log-probabilities for `(prompt ids, [candidate ids])` rows: one packed row each, or one row per pair (see *Prompt once* for `greedy`)."
     if prefix is not None and not packed: raise ValueError("rows continue a shared prefix only when packed")
     if packed: return packed_causal_logprobs(self.model, work, self.pad_id, self.device, greedy, prefix)
-    flat = causal_logprobs(self.model, [(ctx, c) for ctx, conts in work for c in conts], self.pad_id, self.device, greedy)
+    pairs = [(ctx, c) for ctx, conts in work for c in conts]
+    batches = [pairs] if len(pairs) == 1 or self.pads else [[p] for p in pairs]   # one row at a time where padding counts
+    flat = [lp for b in batches for lp in causal_logprobs(self.model, b, self.pad_id, self.device, greedy)]
     return split_by_counts(flat, [len(conts) for _, conts in work])
 
 # %% ../nbs/08_backends.ipynb #30e4d7d5
 @patch
 def next_token_logprobs(self: CausalBackend, prompts: list[list[int]]) -> torch.Tensor:
     "Log-probabilities over the vocabulary of the token after each prompt: [prompts, vocab]."
+    if len(prompts) > 1 and not self.pads: return torch.cat([self.next_token_logprobs([p]) for p in prompts])
     ids, mask = pad(prompts, self.pad_id, side="left", device=self.device)
     logits = last_logits(self.model, 1, input_ids=ids, attention_mask=mask, position_ids=position_ids(mask))
     return logits[:, -1].float().log_softmax(-1).cpu()

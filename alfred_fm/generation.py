@@ -93,7 +93,7 @@ def generate_batch(backend, # the model's backend
     prompts = [list(p) for p in batch] if tokenized else [backend.prompt_ids(p) for p in batch]
     if prefix is not None and any(p[:prefix.length] != prefix.ids or len(p) == prefix.length for p in prompts):
         raise ValueError("every prompt must start with the shared prefix's tokens and have tokens of its own after them")
-    if not padding and len(prompts) > 1:   # prompt by prompt, through map_batches, which numbers an error as the caller's
+    if (not padding or not backend.pads) and len(prompts) > 1:   # prompt by prompt, numbered as the caller's by map_batches
         one = lambda p: [generate_batch(backend, p, True, hidden_state, True, reduction, prefix, **settings)]
         return [r for rows in map_batches(one, prompts, [1] * len(prompts), max_rows=1, progress=False) for r in rows]
     new = _completions(backend, prompts, settings, prefix)
@@ -123,10 +123,19 @@ def completion_ids(backend, # the model's backend
 # %% ../nbs/11_generation.ipynb #a7e2c4d1
 def generate_ids(backend, # the model's backend
                  prompts: list[list[int]], # each prompt's token ids, as the model reads them
-                 opts: GenerateOptions): # checked options
+                 opts: GenerateOptions, # checked options
+                 stats: dict | None = None): # filled with the batches' statistics, the path taken and why (see *Scoring*)
     "One `CompletionResponse` per prompt (a list of them with `num_return_sequences`), in order, batched by the token budget."
     n, settings = (opts.settings or {}).get("num_return_sequences", 1), dict(opts.settings or {})
-    groups = shared_prefixes(prompts) if backend.will_share(opts.share_prefix) else []
+    share, longest = backend.will_share(opts.share_prefix), max(map(len, prompts), default=0) + opts.max_new_tokens
+    fallback = backend.no_sharing if backend.kind == "causal" and opts.share_prefix is None and not share else None
+    if share and backend.window is not None and longest > backend.window:   # the window would count the padding
+        fallback = (f"its sliding window ({backend.window} tokens) is shorter than the longest prompt with "
+                    f"max_new_tokens ({longest}), and a prompt's rows after a shared prefix hold padding that "
+                    f"generation would count in the window")
+        if opts.share_prefix: raise ValueError(f"share_prefix=True: {fallback}; leave share_prefix unset")
+        share = False
+    groups = shared_prefixes(prompts) if share else []
     group, saved = [-1] * len(prompts), [0] * len(prompts)
     for g, (p, members) in enumerate(groups):
         for i in members: group[i], saved[i] = g, p if i != members[0] else 0   # the prefix's own forward: once a group
@@ -135,16 +144,20 @@ def generate_ids(backend, # the model's backend
         rows = generate_batch(backend, [prompts[i] for i in idx], hidden_state=opts.hidden_state, tokenized=True,
                               reduction=opts.reduction, prefix=lent(group[idx[0]]), max_new_tokens=opts.max_new_tokens, **settings)
         return rows if n == 1 else [rows[i:i + n] for i in range(0, len(rows), n)]
-    return map_batches(fn, list(range(len(prompts))), [len(p) + opts.max_new_tokens for p in prompts],
-                       backend.budgets(opts.max_tokens)[0], opts.batch_size, opts.progress, desc="generate",
-                       groups=group, saved=saved if groups else None)
+    out = map_batches(fn, list(range(len(prompts))), [len(p) + opts.max_new_tokens for p in prompts],
+                      backend.budgets(opts.max_tokens)[0], opts.batch_size, opts.progress, desc="generate",
+                      groups=group, saved=saved if groups else None, stats=stats)
+    if stats is not None: stats.update(shared_prefixes=len(groups), fallback=fallback,
+                                       path="after shared prefixes" if groups else "each prompt whole")
+    return out
 
 # %% ../nbs/11_generation.ipynb #c98c8a0b
 def generate_queries(backend, # the model's backend
                      queries, # a prompt, a `CompletionQuery`, or a list of them
-                     opts: GenerateOptions): # checked options
+                     opts: GenerateOptions, # checked options
+                     stats: dict | None = None): # filled as `generate_ids` fills it
     "Complete each prompt; one `CompletionResponse` per prompt (a list of them with `num_return_sequences`), in order."
     backend.check_can("generate")
     queries, single = as_queries(queries, CompletionQuery)
-    out = generate_ids(backend, completion_ids(backend, queries, opts), opts)
+    out = generate_ids(backend, completion_ids(backend, queries, opts), opts, stats)
     return out[0] if single else out

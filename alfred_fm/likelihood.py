@@ -15,9 +15,9 @@ from .hidden_states import check_finite
 from .options import Options, number, how, check_budget, check_choice, _is_bool, _positive_int
 
 # %% auto #0
-__all__ = ['PER', 'rolling_windows', 'TextOptions', 'window_length', 'as_texts', 'ids_logprobs', 'text_logprobs', 'word_count',
-           'TextLikelihood', 'perplexity', 'bits_per_byte', 'text_likelihoods', 'check_offsets', 'token_words',
-           'token_values', 'token_scores', 'TextMethods']
+__all__ = ['DEFAULT_WINDOW', 'PER', 'rolling_windows', 'TextOptions', 'window_length', 'as_texts', 'ids_logprobs',
+           'text_logprobs', 'word_count', 'TextLikelihood', 'perplexity', 'bits_per_byte', 'text_likelihoods',
+           'check_offsets', 'token_words', 'token_values', 'token_scores', 'TextMethods']
 
 # %% ../nbs/20_likelihood.ipynb #4e232ecc
 def rolling_windows(tokens: list[int], # the text's token ids
@@ -69,7 +69,7 @@ def _optional_token(v):
 @dataclass(frozen=True)
 class TextOptions(Options):
     "How `loglikelihood`, `perplexity` and `token_score` read whole texts."
-    max_length: int | None = number(None, _optional_window) # tokens per window (None: the model's own `max_length`)
+    max_length: int | None = number(None, _optional_window) # tokens per window (None: the model's `max_length`, else as lm-eval's)
     token_logprobs: bool = number(False, _is_bool("token_logprobs")) # also return each token with its log-probability
     prefix_token_id: int | None = number(None, _optional_token) # the token a text starts from (None: BOS, else EOS)
     max_tokens: object = how("auto", lambda v: check_budget("max_tokens", v)) # token budget per batch, or "auto"
@@ -78,10 +78,13 @@ class TextOptions(Options):
     progress: bool = how(True) # show a progress bar
 
 # %% ../nbs/20_likelihood.ipynb #6a111d62
+DEFAULT_WINDOW = 2048   # lm-evaluation-harness's window where neither the model nor its tokenizer gives a length
+
 def window_length(backend, max_length: int | None = None) -> int:
-    "The window: `max_length`, else the model's; refused when longer than the model takes or when neither is known."
-    if max_length is None: max_length = backend.max_length
-    if max_length is None: raise ValueError("this model does not say how many tokens it reads at once: pass max_length=")
+    "The window: `max_length`, else the model's, else its tokenizer's `model_max_length`, else 2048; refused when longer than the model takes."
+    if max_length is None:
+        told = getattr(backend.tokenizer, "model_max_length", None)   # transformers' 1e30 means "not set"
+        max_length = backend.max_length or (told if isinstance(told, int) and 0 < told < 10 ** 9 else DEFAULT_WINDOW)
     if backend.max_length is not None and max_length > backend.max_length:
         raise ValueError(f"max_length={max_length} is more than the {backend.max_length} tokens this model takes; "
                          f"pass max_length={backend.max_length} or less")

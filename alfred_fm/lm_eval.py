@@ -30,7 +30,7 @@ class AlfredLM(LM):
     def __init__(self, pretrained, # what `HuggingFaceModel` loads (hub id, folder, `.gguf`), or a loaded `HuggingFaceModel`
                  batch_size=64, # most rows per batch, or "auto" (the token budget sizes batches either way)
                  max_batch_size=None, # lm-eval's; accepted (the token budget bounds every batch)
-                 max_length: int | None = None, # window of `loglikelihood_rolling` and generation (default: the model's)
+                 max_length: int | None = None, # window of `loglikelihood_rolling` and generation (default: as HFLM's)
                  max_gen_toks: int = 256, # tokens `generate_until` writes unless a task says otherwise
                  dtype="auto", # as `HuggingFaceModel`'s
                  device=None, # "cpu", "cuda", "cuda:1", ...: alfred_fm's `device_map` (default "auto")
@@ -50,7 +50,7 @@ class AlfredLM(LM):
         auto = batch_size is None or str(batch_size).startswith("auto")
         self.batch_size, self.max_gen_toks = 64 if auto else int(batch_size), int(max_gen_toks)
         self.backend = copy.copy(self.hf.backend)   # the model's backend, seen with lm-eval's length and start token
-        if max_length is not None: self.backend.max_length = window_length(self.hf.backend, int(max_length))
+        self.backend.max_length = window_length(self.hf.backend, None if max_length is None else int(max_length))
         self.custom_prefix_token_id = prefix_token_id
         if self.hf.kind == "causal":
             self.backend.whole_text_ids(" ", self.prefix_token_id)   # a clear error for an id the model does not have

@@ -48,7 +48,8 @@ class GenerateMethods:
     def generate(self, queries, # a prompt, a `CompletionQuery`, or a list of them
                  **kwargs): # also any option of transformers' `generate` (`do_sample`, `num_beams`, ...)
         "Complete each prompt; one `CompletionResponse` per prompt (a list of them with `num_return_sequences`), in order."
-        return generate_queries(self.backend, queries, GenerateOptions.from_kwargs(**kwargs))
+        self.last_stats = {}
+        return generate_queries(self.backend, queries, GenerateOptions.from_kwargs(**kwargs), self.last_stats)
 
     def _generate_batch(self, batch: list, # prompts (token-id lists when `tokenized`)
                         padding: bool = True, # one padded call; False generates prompt by prompt

@@ -5,6 +5,7 @@
 # %% ../nbs/07_packing.ipynb #2b0baaec
 from __future__ import annotations
 import inspect
+from contextlib import contextmanager
 import torch
 from collections.abc import Callable
 from transformers import DynamicCache
@@ -12,8 +13,9 @@ from .batching import pad, position_ids, split_by_counts
 from .tokens import first_id
 
 # %% auto #0
-__all__ = ['MIN_SHARED', 'MIN_SAVED', 'pack_row', 'packed_size', 'packed_mask', 'packed_causal_logprobs', 'shared_prefixes',
-           'cache_name', 'PrefixCache', 'prefix_cache', 'lender', 'packing_works', 'last_logits', 'causal_logprobs',
+__all__ = ['MIN_SHARED', 'MIN_SAVED', 'pack_row', 'packed_size', 'packed_mask', 'text_config', 'sliding_window', 'body_mask',
+           'packed_causal_logprobs', 'shared_prefixes', 'cache_name', 'PrefixCache', 'prefix_cache', 'lender',
+           'packing_problem', 'packing_works', 'last_logits', 'causal_logprobs', 'padding_problem',
            'shared_encoder_logprobs']
 
 # %% ../nbs/07_packing.ipynb #5e3a45b1
@@ -37,20 +39,56 @@ def packed_size(ctx: list[int], conts: list[list[int]]) -> tuple[int, int]:
 
 # %% ../nbs/07_packing.ipynb #2840346d
 def packed_mask(seg: torch.Tensor, # [rows, length] segment ids; -2 marks padding
-                dtype=torch.float32) -> torch.Tensor:
-    "Additive attention mask [rows, 1, length, length]: causal, prompt visible to all, candidates blind to each other."
+                dtype=torch.float32,
+                pos: torch.Tensor | None = None, # [rows, length] positions; needed with `window`
+                window: int | None = None, # a token sees only the keys less than `window` positions before it
+                prefix: int = 0) -> torch.Tensor: # tokens of a shared prefix before every row (positions 0 to prefix - 1)
+    "Additive attention mask [rows, 1, length, prefix + length]: causal, prompt visible to all, candidates blind to each other."
     n = seg.shape[1]
     i = torch.arange(n, device=seg.device)
     causal = i[:, None] >= i[None, :]
     q, k = seg[:, :, None], seg[:, None, :]
     allowed = causal & (k != -2) & (q != -2) & ((k == -1) | (k == q))
+    if window is not None:   # the window counts positions, not columns: in a packed row they differ
+        allowed = allowed & (pos[:, :, None] - pos[:, None, :] < window)
     allowed = allowed | torch.eye(n, dtype=torch.bool, device=seg.device)   # padding sees itself: no empty softmax row
+    if prefix:   # the prefix's keys sit at positions 0 to prefix - 1, before every row's own
+        seen = torch.ones(*seg.shape, prefix, dtype=torch.bool, device=seg.device)
+        if window is not None: seen = (prefix + pos[:, :, None]) - torch.arange(prefix, device=seg.device) < window
+        allowed = torch.cat([seen, allowed], -1)
     return torch.zeros(allowed.shape, dtype=dtype, device=seg.device).masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
 
 # %% ../nbs/07_packing.ipynb #b88f8d93
+def text_config(config):
+    "The configuration of the language model itself (the text part of a multimodal one)."
+    return getattr(config, "get_text_config", lambda: config)()
+
+def sliding_window(config) -> int | None:
+    "How far back the model's sliding-window layers see (keys less than this many positions before), or None."
+    cfg = text_config(config)
+    w, types = getattr(cfg, "sliding_window", None), getattr(cfg, "layer_types", None)
+    if not isinstance(w, int) or w <= 0 or getattr(cfg, "use_sliding_window", True) is False: return None
+    return None if types is not None and "sliding_attention" not in types else w
+
+def body_mask(config, seg: torch.Tensor, pos: torch.Tensor, dtype, prefix: int = 0):
+    "The packed mask as the model's body takes it: one 4-D mask, or one per kind of layer where it mixes full and sliding ones."
+    full, w = packed_mask(seg, dtype, pos, None, prefix), sliding_window(config)
+    if w is None: return full
+    windowed = packed_mask(seg, dtype, pos, w, prefix)
+    if getattr(text_config(config), "layer_types", None) is None: return windowed   # every layer slides
+    return {"full_attention": full, "sliding_attention": windowed}
+
 def _body_and_head(model):
-    "The model without its output layer, and the output layer."
-    return model.base_model, model.get_output_embeddings()
+    "The model without its output layer, and the output layer with what the model's forward does to its logits."
+    body, head, cfg = model.base_model, model.get_output_embeddings(), text_config(model.config)
+    cap, scale, divide = (getattr(cfg, a, None) for a in ("final_logit_softcapping", "logit_scale", "logits_scaling"))
+    if head is None or not (cap or scale or divide): return body, head
+    def logits(h):
+        x = head(h)
+        if scale: x = x * scale
+        if divide: x = x / divide
+        return torch.tanh(x / cap) * cap if cap else x
+    return body, logits
 
 # %% ../nbs/07_packing.ipynb #55ba2920
 def packed_causal_logprobs(model, # a transformers causal LM
@@ -65,9 +103,8 @@ def packed_causal_logprobs(model, # a transformers causal LM
     pos, _ = pad([r[1] for r in rows], 0, device=device)
     seg, _ = pad([r[2] for r in rows], -2, device=device)
     body, head = _body_and_head(model)
-    mask, shared = packed_mask(seg, model.dtype), {}
+    mask, shared = body_mask(model.config, seg, pos, model.dtype, 0 if prefix is None else prefix.length), {}
     if prefix is not None:   # each row continues the prefix: positions after it, and it is visible to every token
-        mask = torch.cat([mask.new_zeros(*mask.shape[:3], prefix.length), mask], -1)
         pos, shared = pos + prefix.length, {"use_cache": True, cache_name(body.forward): prefix}
     with torch.no_grad():
         h = body(input_ids=ids, attention_mask=mask, position_ids=pos, **shared).last_hidden_state
@@ -167,25 +204,46 @@ def lender(make: Callable, # makes a prefix's cache from its ids, e.g. `partial(
     return lent
 
 # %% ../nbs/07_packing.ipynb #e76655f9
-def packing_works(model, pad_id: int, device=None, tol: float | None = None,
-                  shared: bool = False) -> bool: # check rows that continue a shared prefix's cache instead
-    "Whether packed scoring gives this model's plain one-row-per-candidate numbers (checked on a small query)."
-    body, head = _body_and_head(model)
-    if head is None or body is model or "position_ids" not in inspect.signature(body.forward).parameters:
-        return False
+@contextmanager
+def _window(config, w: int | None):
+    "The model's sliding window set to `w` tokens for the block (nothing changes for None)."
+    cfg = text_config(config)
+    old = cfg.sliding_window if w is not None else None
+    if w is not None: cfg.sliding_window = w
+    try: yield
+    finally:
+        if w is not None: cfg.sliding_window = old
+
+def packing_problem(model, pad_id: int, device=None, tol: float | None = None,
+                    shared: bool = False) -> str | None: # check rows that continue a shared prefix's cache instead
+    "Why packed rows do not give this model's plain one-row-per-candidate numbers (checked on a small query); None when they do."
+    body, head, cfg = *_body_and_head(model), text_config(model.config)
+    if cfg.model_type == "bloom" or getattr(cfg, "alibi", None) is True or getattr(getattr(cfg, "attn_config", None), "alibi", None) is True:
+        return "its ALiBi position biases are built from the mask's columns, which in a packed row are not positions"
+    if head is None or body is model: return "it has no output layer separate from its body"
+    if "position_ids" not in inspect.signature(body.forward).parameters: return "its body takes no position_ids"
     vocab = model.get_input_embeddings().weight.shape[0]
     g = torch.Generator().manual_seed(0)
     ctx = torch.randint(0, vocab, (7,), generator=g).tolist()
     conts = [torch.randint(0, vocab, (n,), generator=g).tolist() for n in (3, 1, 4)]
-    try:
-        if shared: packed = packed_causal_logprobs(model, [(ctx[4:], conts)], pad_id, device, prefix=prefix_cache(model, ctx[:4], device))[0]
-        else: packed = packed_causal_logprobs(model, [(ctx, conts)], pad_id, device)[0]
-    except Exception: return False
-    with torch.no_grad():
-        lp = model(torch.tensor([ctx + conts[2]], device=device)).logits[0].float().log_softmax(-1)
+    with _window(model.config, 3 if sliding_window(model.config) else None):
+        try:
+            if shared: packed = packed_causal_logprobs(model, [(ctx[4:], conts)], pad_id, device, prefix=prefix_cache(model, ctx[:4], device))[0]
+            else: packed = packed_causal_logprobs(model, [(ctx, conts)], pad_id, device)[0]
+        except Exception as e: return f"its forward fails on packed rows ({type(e).__name__}: {str(e)[:120]})"
+        with torch.no_grad():
+            lp = model(torch.tensor([ctx + conts[2]], device=device)).logits[0].float().log_softmax(-1)
     plain = lp[torch.arange(len(ctx) - 1, len(ctx) + 3), torch.tensor(conts[2], device=lp.device)].cpu()
     if tol is None: tol = 1e-4 if model.dtype == torch.float32 else 5e-2
-    return bool((packed[2] - plain).abs().max() <= tol * max(1.0, plain.abs().max().item()))
+    worst = (packed[2] - plain).abs().max().item()
+    if not torch.isfinite(plain).all(): return "its plain forward gives NaN or inf on the probe (broken weights, or an overflow)"
+    if not worst <= tol * max(1.0, plain.abs().max().item()):
+        return f"its packed rows give other numbers than one row per candidate (by {worst:.2g} nats)"
+    return None
+
+def packing_works(model, pad_id: int, device=None, tol: float | None = None, shared: bool = False) -> bool:
+    "Whether packed scoring gives this model's plain numbers (`packing_problem` finds nothing)."
+    return packing_problem(model, pad_id, device, tol, shared) is None
 
 # %% ../nbs/07_packing.ipynb #9735c2b4
 def last_logits(model, # a transformers causal LM
@@ -214,6 +272,22 @@ def causal_logprobs(model, # a transformers causal LM
     if not greedy: return out
     top = logprobs.argmax(-1) == targets
     return [(lp, row[m.bool()].cpu()) for lp, row, m in zip(out, top, tmask)]
+
+# %% ../nbs/07_packing.ipynb #b2e24179
+def padding_problem(model, pad_id: int, device=None, tol: float | None = None) -> str | None:
+    "Why left-padded rows do not give this model's numbers for each row alone (checked on two small pairs); None when they do."
+    vocab = model.get_input_embeddings().weight.shape[0]
+    g = torch.Generator().manual_seed(1)
+    pairs = [(torch.randint(0, vocab, (n,), generator=g).tolist(), torch.randint(0, vocab, (k,), generator=g).tolist())
+             for n, k in ((9, 2), (2, 3))]
+    try: together = causal_logprobs(model, pairs, pad_id, device)
+    except Exception as e: return f"its forward fails on padded rows ({type(e).__name__}: {str(e)[:120]})"
+    alone = [causal_logprobs(model, [p], pad_id, device)[0] for p in pairs]
+    if tol is None: tol = 1e-4 if model.dtype == torch.float32 else 5e-2
+    worst = max((a - b).abs().max().item() for a, b in zip(together, alone))
+    if not worst <= tol * max(1.0, max(b.abs().max().item() for b in alone)):
+        return f"its left-padded rows give other numbers than each row alone (by {worst:.2g} nats): it does not honour the attention mask"
+    return None
 
 # %% ../nbs/07_packing.ipynb #9a304f90
 def shared_encoder_logprobs(model, # a transformers encoder-decoder LM

@@ -117,14 +117,24 @@ class ScoringPlan:
     rows: list # `PlannedRow`s
     packed: bool # rows hold a prompt with several candidates
     prefixes: list = field(default_factory=list) # the shared prefixes' token ids, each computed once
+    path: str = "" # how the rows run, in words: "packed rows", "packed rows after shared prefixes", ...
+    fallback: str | None = None # why the model's check put the rows on a slower path than the default's
 
     @classmethod
     def build(cls, backend, queries: list[RankedQuery], opts: ScoreOptions, max_tokens: int):
         "Plan the scoring of `queries` with `opts` on `backend`, within the token budget."
         planned = plan_queries(backend, queries, opts)   # checks every query before the packing check runs the model
+        if opts.packed and backend.no_packing:
+            raise ValueError(f"packed=True: on this {backend.model.config.model_type} model {backend.no_packing}; "
+                             f"leave packed unset to score one row per candidate")
         packed = backend.packs if opts.packed is None else opts.packed
         prefixes = share_prefixes(backend, planned, packed, opts.share_prefix)
-        return cls(planned, plan_rows(backend, planned, packed, max_tokens), packed, prefixes)
+        fallback = (backend.no_packing if opts.packed is None and not packed else
+                    backend.no_sharing if backend.kind == "causal" and packed and opts.share_prefix is None
+                                          and not backend.shares else None)
+        path = ("one row per candidate" if not packed else "each prompt encoded once" if backend.kind == "seq2seq"
+                else "packed rows after shared prefixes" if prefixes else "packed rows")
+        return cls(planned, plan_rows(backend, planned, packed, max_tokens), packed, prefixes, path, fallback)
 
     def saved(self) -> list[int]:
         "Tokens each row does not compute: its shared prefix, less that prefix's own forward (charged to its first row)."
@@ -156,7 +166,7 @@ def run_plan(backend, plan: ScoringPlan, opts: ScoreOptions, stats: dict | None 
     if stats is not None:   # the budget counted each row's prefix; the statistics count the tokens that ran
         lent_out, ran = sum(len(plan.prefixes[r.prefix]) for r in plan.rows if r.prefix >= 0), sum(map(len, plan.prefixes))
         stats.update(tokens=stats["tokens"] - lent_out + ran, padded=stats["padded"] - lent_out + ran,
-                     shared_prefixes=len(plan.prefixes))
+                     shared_prefixes=len(plan.prefixes), path=plan.path, fallback=plan.fallback)
         stats["waste"] = 1 - stats["tokens"] / stats["padded"] if stats["padded"] else 0.0
     out = [[None] * len(q.conts) for q in plan.queries]
     for row, lps in zip(plan.rows, done):

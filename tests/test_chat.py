@@ -6,8 +6,8 @@ Llama whose tokenizer adds a BOS and whose template writes one as text (so a dou
 import pytest
 import torch
 
-from alfred_fm import HuggingFaceModel, RankedQuery
-from alfred_fm.fixtures import CHAT_TEMPLATE, causal_reference, tiny_llama
+from alfred_fm import RankedQuery
+from alfred_fm.fixtures import CHAT_TEMPLATE, causal_reference
 from alfred_fm.inspectors import inspect_candidates
 from alfred_fm.options import ScoreOptions
 from alfred_fm.scoring import ScoringPlan
@@ -19,12 +19,10 @@ QUERIES = [("Is the sky blue?", ["yes", "no"]), ("Name a colour.", ["Red", "Blue
 SYSTEM = "Answer in one word."
 
 
-@pytest.fixture(scope="module")
-def templated(tmp_path_factory):
-    "A tiny Llama whose tokenizer adds a BOS, with a chat template that writes the BOS as text."
-    m = HuggingFaceModel(str(tiny_llama(tmp_path_factory.mktemp("chat_llama"), add_bos=True)), trust_remote_code=False)
-    m.tokenizer.chat_template = TEMPLATE
-    return m
+@pytest.fixture
+def templated(chat_llama):
+    "A tiny Llama whose tokenizer adds a BOS, with a chat template that writes the BOS as text (conftest's `chat_llama`)."
+    return chat_llama
 
 
 @pytest.fixture(params=["templated", "smol"])

@@ -90,14 +90,10 @@ def hflm(model):
     return HFLM(pretrained=model.model, tokenizer=model.tokenizer, batch_size=8)
 
 
-@pytest.fixture(scope="module")
-def bos_llama(tmp_path_factory):
-    "A tiny Llama whose tokenizer adds a BOS, with a chat template that writes it as text."
-    from alfred_fm import HuggingFaceModel
-    from alfred_fm.fixtures import CHAT_TEMPLATE, tiny_llama
-    m = HuggingFaceModel(str(tiny_llama(tmp_path_factory.mktemp("bos_llama"), add_bos=True)), trust_remote_code=False)
-    m.tokenizer.chat_template = CHAT_TEMPLATE
-    return m
+@pytest.fixture
+def bos_llama(chat_llama):
+    "A tiny Llama whose tokenizer adds a BOS, with a chat template that writes it as text (conftest's `chat_llama`)."
+    return chat_llama
 
 
 def test_hflms_start_token_is_alfred_fms_only_where_the_tokenizer_adds_its_bos(smol, bos_llama):
