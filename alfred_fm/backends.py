@@ -9,7 +9,7 @@ import warnings
 import torch
 from fastcore.basics import patch
 from .batching import pad, position_ids, split_by_counts
-from .loading import model_kind
+from .loading import model_kind, logger
 from .tokens import (pad_id, eos_id, bos_prefix, causal_prompt_ids, joint_split, move_trailing_space,
                               check_candidate_tokens, first_id, chat_text, ChatPrompt)
 from .packing import (packed_causal_logprobs, packed_size, packing_problem, padding_problem, sliding_window, causal_logprobs,
@@ -240,8 +240,10 @@ class CausalBackend(Backend):
     def packed_size(self, ctx, conts) -> tuple[int, int]: return packed_size(ctx, conts)
 
     def _said(self, why: str | None, instead: str) -> str | None:
-        "A failed check's reason, said in a warning with what the model does instead (once: the callers are cached)."
-        if why: warnings.warn(f"{self.model.config.model_type} model: {why}; {instead}")
+        "A failed check's reason, said in a warning and in alfred_fm's log with what the model does instead (once: the callers are cached)."
+        if why:
+            said = f"{self.model.config.model_type} model: {why}; {instead}"
+            logger.info(said); warnings.warn(said)
         return why
 
     @cached_property

@@ -6,7 +6,7 @@ The families marked `default` in `alfred_fm.families.FAMILIES` (one or two of ea
 rotary positions, ALiBi, sliding windows, soft-capping, state-space, recurrent, encoder-decoder, encoder) run in the
 README's test command; the others, and the larger `FULL` job on every family, run with `-m slow`.
 """
-import json, warnings
+import json, logging, warnings
 from pathlib import Path
 
 import pytest
@@ -59,32 +59,33 @@ def assert_forced_paths_refused(name, m):
             m.generate(few, share_prefix=True, max_new_tokens=4, progress=False)
 
 
-def assert_says_why_once(name, m):
-    "A model that fails a check warns once, naming the family and the reason, however many calls follow."
+def assert_says_why_once(name, m, caplog):
+    "A model that fails a check warns once, and logs it once, naming the family and the reason, however many calls follow."
     if m.kind == "encoder": return   # nothing to check: it only encodes
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO, logger="alfred_fm"):
         warnings.simplefilter("always")
         for _ in range(2): m.score(QUICK.queries[:2], progress=False)
     ours = [str(w.message) for w in caught if "alfred_fm" in w.filename]
+    assert ours == [r.getMessage() for r in caplog.records if r.name == "alfred_fm" and "instead" in r.getMessage()]
     fallback = m.kind == "causal" and not m.backend.packs
     assert len(ours) == (1 + (not m.backend.pads) if fallback else 0), ours
     if fallback: assert ours[0].startswith(f"{m.model.config.model_type} model: ") and "one row per candidate" in ours[0]
 
 
-def check_family(name, tmp_path):
+def check_family(name, tmp_path, caplog):
     m = load(name, tmp_path)
-    assert_says_why_once(name, m)
+    assert_says_why_once(name, m, caplog)
     assert_right(name, check_paths(m, QUICK))
     assert_forced_paths_refused(name, m)
 
 
 @pytest.mark.parametrize("name", DEFAULT)
-def test_family(name, tmp_path): check_family(name, tmp_path)
+def test_family(name, tmp_path, caplog): check_family(name, tmp_path, caplog)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", OTHERS)
-def test_other_family(name, tmp_path): check_family(name, tmp_path)
+def test_other_family(name, tmp_path, caplog): check_family(name, tmp_path, caplog)
 
 
 @pytest.mark.slow
