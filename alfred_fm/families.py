@@ -41,7 +41,7 @@ FAMILIES = {
     "falcon": Family("FalconConfig", "FalconForCausalLM", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                      alibi=False, new_decoder_architecture=True, num_kv_heads=2, max_position_embeddings=512), "rotary, grouped keys"),
     "falcon_alibi": Family("FalconConfig", "FalconForCausalLM", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                           alibi=True, max_position_embeddings=512), "Falcon's ALiBi variant"),
+                           alibi=True, max_position_embeddings=512), "Falcon-RW's ALiBi variant"),
     "qwen2": Family("Qwen2Config", "Qwen2ForCausalLM", _SMALL, "rotary, biased projections"),
     "qwen2_sliding": Family("Qwen2Config", "Qwen2ForCausalLM", dict(_SMALL, use_sliding_window=True, sliding_window=8,
                             max_window_layers=1), "a sliding window in the layers after the first", default=False),

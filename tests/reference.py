@@ -1,7 +1,13 @@
 """Reference log-probabilities of a query's candidates, from the one reference module the notebooks share
 (`alfred_fm.fixtures`: one unpadded forward per pair, full logits, float32 log-softmax), and the one way tests compare
 two computations of model numbers (`assert_same`: within the numerical contract `TOL`, never tighter)."""
+import weakref
+
 from alfred_fm.fixtures import TOL, assert_same, causal_reference, seq2seq_reference  # noqa: F401 -- for the tests
+
+
+_MEMO = weakref.WeakKeyDictionary()   # module -> {(ctx ids, cont ids): reference}: tests ask for the same pairs often
+# (keyed by the module, whose weights the tests never edit in place: a test that does so loads a model of its own)
 
 
 def reference_scores(model, query, **kw):
@@ -9,4 +15,7 @@ def reference_scores(model, query, **kw):
     prompt, cands = query
     ctx, conts = model.backend.query_ids(prompt, cands, **kw)
     ref = seq2seq_reference if model.kind == "seq2seq" else causal_reference
-    return {c: ref(model.model, ctx, k).double().sum().item() for c, k in zip(cands, conts)}
+    memo = _MEMO.setdefault(model.model, {})
+    for k in conts:
+        if (tuple(ctx), tuple(k)) not in memo: memo[tuple(ctx), tuple(k)] = ref(model.model, ctx, k).double().sum().item()
+    return {c: memo[tuple(ctx), tuple(k)] for c, k in zip(cands, conts)}

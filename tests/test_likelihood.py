@@ -3,7 +3,7 @@
 import math, random
 import pytest
 import torch
-from alfred_fm.fixtures import causal_reference
+from alfred_fm.fixtures import causal_reference, TOL
 from alfred_fm.likelihood import rolling_windows, TextOptions, text_logprobs
 
 TEXTS = ["The quick brown fox jumps over the lazy dog.",
@@ -94,7 +94,8 @@ def test_results_and_perplexity(llama):
         assert r.n_tokens == len(r.token_logprobs) and r.logprob == pytest.approx(sum(v for _, v in r.token_logprobs))
         if r.text.isascii(): assert "".join(tok for tok, _ in r.token_logprobs) == r.text   # (a token may hold part of a character)
     total = math.fsum(r.logprob for r in rs)
-    assert llama.perplexity(TEXTS, max_length=16, progress=False) == pytest.approx(math.exp(-total / sum(r.n_tokens for r in rs)))
+    # a second run of the model: equal within the contract (1e-4 per log-probability moves log-perplexity by at most that)
+    assert llama.perplexity(TEXTS, max_length=16, progress=False) == pytest.approx(math.exp(-total / sum(r.n_tokens for r in rs)), rel=TOL)
     from lm_eval.api.metrics import weighted_perplexity, bits_per_byte
     from alfred_fm.likelihood import perplexity, bits_per_byte as ours_bpb
     import re
