@@ -9,10 +9,11 @@ from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['DTYPES', 'logger', 'HUB_KEYWORDS', 'resolve_dtype', 'check_auto_dtype', 'check_gguf', 'model_source', 'bundled_model',
-           'model_kind', 'auto_class', 'resolve_device_map', 'check_offload_folder', 'int8_config', 'remote_code_files',
-           'gguf_cache_folder', 'dequantised', 'warn_remote_code', 'from_pretrained_names', 'split_pretrained_kwargs',
-           'check_attn_implementation', 'placement', 'load_summary', 'load_model']
+__all__ = ['DTYPES', 'STALE_AFTER', 'logger', 'HUB_KEYWORDS', 'resolve_dtype', 'check_auto_dtype', 'check_gguf', 'model_source',
+           'bundled_model', 'model_kind', 'auto_class', 'resolve_device_map', 'check_offload_folder', 'int8_config',
+           'remote_code_files', 'gguf_cache_folder', 'remove_stale_partials', 'dequantised', 'warn_remote_code',
+           'from_pretrained_names', 'split_pretrained_kwargs', 'check_attn_implementation', 'placement', 'load_summary',
+           'load_model']
 
 # %% ../nbs/03_loading.ipynb #0bec0291
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
@@ -247,6 +248,19 @@ def _file_key(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 24), b""): h.update(block)
     return f"{path.stat().st_size}-{h.hexdigest()[:16]}-transformers{transformers.__version__}"
 
+# %% ../nbs/03_loading.ipynb #7b2e91c4
+STALE_AFTER = 24 * 3600   # seconds: a temporary folder unchanged for this long belongs to a load that was killed
+
+def remove_stale_partials(folder: Path, # the dequantised folder a load is about to write
+                          older_than: float = STALE_AFTER # seconds since the temporary folder last changed
+                         ) -> list[Path]:
+    "Remove `folder`'s temporary copies (`<name>.partial-<pid>`) that have not changed for `older_than` seconds; return them."
+    import shutil, time
+    stale = [p for p in folder.parent.glob(f"{folder.name}.partial-*")
+             if time.time() - max((f.stat().st_mtime for f in [p, *p.rglob("*")]), default=0) > older_than]
+    for p in stale: shutil.rmtree(p, ignore_errors=True)
+    return stale
+
 # %% ../nbs/03_loading.ipynb #4d0f6b88
 def dequantised(source: dict) -> dict:
     "`source`, for a GGUF file the folder of its dequantised weights and tokenizer in the cache (made the first time)."
@@ -265,6 +279,7 @@ def dequantised(source: dict) -> dict:
     except Exception as e: raise _load_error(source, e) from e
     model.hf_quantizer = None   # the weights are plain float32 now: saved as such, with no GGUF settings
     if hasattr(model.config, "quantization_config"): del model.config.quantization_config
+    remove_stale_partials(folder)
     tmp = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
     try:
         model.save_pretrained(tmp); tok.save_pretrained(tmp)

@@ -1,11 +1,14 @@
 """Loading from every kind of source, with every option. Error cases live in the bad-input table (tests/test_bad_input.py), except the few below that it does not cover."""
 import importlib.util
 import math
+import os
 import shutil
+import time
 import pytest
 import torch
 from alfred_fm import HuggingFaceModel
 from alfred_fm.fixtures import tiny_llama, minilm_path
+from alfred_fm.loading import STALE_AFTER, _file_key, bundled_model
 from reference import assert_same
 
 Q = ("The capital of France is", [" Paris", " London", " a city"])
@@ -321,10 +324,16 @@ def test_gguf_dequantised_once_and_kept(tmp_path, monkeypatch, caplog):
     from alfred_fm.run import fingerprint
     q = ("Question: Which planet is known as the Red Planet?\nAnswer:", [" Mars", " Venus"])
     monkeypatch.setenv("ALFRED_FM_CACHE", str(tmp_path))
+    # what a load killed two days ago left, and the folder another process is writing now
+    name = _file_key(bundled_model())
+    killed, working = (tmp_path / "gguf" / f"{name}.partial-{pid}" for pid in (101, 102))
+    for p in (killed, working): p.mkdir(parents=True); (p / "model.safetensors").write_bytes(b"...")
+    for f in (killed / "model.safetensors", killed): os.utime(f, (time.time() - 2 * STALE_AFTER,) * 2)
     with caplog.at_level(logging.WARNING, logger="alfred_fm"): first = HuggingFaceModel.bundled()
     assert "dequantising SmolLM2-135M-Instruct.Q4_1.gguf to float32 once" in caplog.text
-    (folder,) = (tmp_path / "gguf").iterdir()
-    assert (folder / "complete").exists() and not list((tmp_path / "gguf").glob("*.partial-*"))
+    assert sorted((tmp_path / "gguf").iterdir()) == [tmp_path / "gguf" / name, working]   # the killed load's copy is gone
+    folder = tmp_path / "gguf" / name
+    assert (folder / "complete").exists()
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="alfred_fm"): again = HuggingFaceModel.bundled()
     assert "dequantising" not in caplog.text and again.source == first.source
