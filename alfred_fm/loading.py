@@ -256,8 +256,10 @@ def remove_stale_partials(folder: Path, # the dequantised folder a load is about
                          ) -> list[Path]:
     "Remove `folder`'s temporary copies (`<name>.partial-<pid>`) that have not changed for `older_than` seconds; return them."
     import shutil, time
-    stale = [p for p in folder.parent.glob(f"{folder.name}.partial-*")
-             if time.time() - max((f.stat().st_mtime for f in [p, *p.rglob("*")]), default=0) > older_than]
+    def last_change(p: Path) -> float:
+        try: return max(f.stat().st_mtime for f in [p, *p.rglob("*")])
+        except OSError: return time.time()   # renamed or removed meanwhile by the process that wrote it: not stale
+    stale = [p for p in folder.parent.glob(f"{folder.name}.partial-*") if time.time() - last_change(p) > older_than]
     for p in stale: shutil.rmtree(p, ignore_errors=True)
     return stale
 
