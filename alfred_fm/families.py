@@ -4,8 +4,8 @@
 
 # %% ../nbs/22_families.ipynb #7826c5c6
 from __future__ import annotations
-import json, math, shutil, tempfile, warnings
-from dataclasses import dataclass, field
+import math, shutil, tempfile, warnings
+from dataclasses import dataclass
 from pathlib import Path
 import torch
 from .fixtures import bpe_tokenizer, causal_reference, seq2seq_reference, TOL
@@ -30,6 +30,7 @@ class Family:
     scale: float = 20.0 # the output layer is scaled so that the random model's log-probabilities differ clearly
     default: bool = True # checked by the default test run (the others in the slow one)
 
+# %% ../nbs/22_families.ipynb #5b8e0f3a
 FAMILIES = {
     "llama": Family("LlamaConfig", "LlamaForCausalLM", _SMALL, "rotary positions: the baseline"),
     "gpt2": Family("GPT2Config", "GPT2LMHeadModel", _GPT, "learned absolute positions"),
@@ -72,6 +73,10 @@ FAMILIES = {
     "olmo": Family("OlmoConfig", "OlmoForCausalLM", _SMALL, "non-parametric layer norms", default=False),
     "mpt": Family("MptConfig", "MptForCausalLM", dict(d_model=64, n_heads=4, n_layers=2, max_seq_len=512, expansion_ratio=2),
                   "ALiBi", default=False),
+}
+
+# %% ../nbs/22_families.ipynb #9d1a6e27
+FAMILIES.update({
     "mamba": Family("MambaConfig", "MambaForCausalLM", dict(hidden_size=64, num_hidden_layers=2, state_size=8),
                     "a state-space model: no attention, no positions", scale=5.0),
     "mamba2": Family("Mamba2Config", "Mamba2ForCausalLM", dict(hidden_size=64, num_hidden_layers=2, state_size=16, expand=2,
@@ -84,6 +89,10 @@ FAMILIES = {
                               num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1, lru_width=64, head_dim=16,
                               attention_window_size=8, block_types=["recurrent", "attention"], final_w_init_variance_scale=0.5),
                               "recurrent blocks and windowed attention", bos=True, default=False),
+})
+
+# %% ../nbs/22_families.ipynb #71b4d2e9
+FAMILIES.update({
     "t5": Family("T5Config", "T5ForConditionalGeneration", dict(d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2,
                  num_heads=4), "Flan-T5: relative positions, an encoder; its output layer is tied", scale=5.0),
     "bart": Family("BartConfig", "BartForConditionalGeneration", dict(d_model=64, encoder_layers=2, decoder_layers=2,
@@ -94,7 +103,7 @@ FAMILIES = {
                    intermediate_size=128, max_position_embeddings=512), "an encoder only: embeddings"),
     "roberta": Family("RobertaConfig", "RobertaModel", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                       intermediate_size=128, max_position_embeddings=514), "an encoder only, positions offset by the padding id"),
-}
+})
 
 # %% ../nbs/22_families.ipynb #db3e46df
 def tiny_family(name: str, # a key of `FAMILIES`
@@ -188,12 +197,14 @@ def _check_score_batch(model, job: Job) -> dict:
     return dict(path="one row per pair" if model.backend.pads else "one row at a time", fallback=model.backend.no_padding
                 if model.kind == "causal" and not model.backend.pads else None, diff=diff)
 
+# %% ../nbs/22_families.ipynb #2f6c1e8a
 def _check_loglikelihood(model, job: Job) -> dict:
     res, b, diff = model.loglikelihood(job.texts, progress=False, max_tokens=job.max_tokens), model.backend, 0.0
     for t, r in zip(job.texts, res):
         diff = max(diff, abs(r.logprob - _reference(model, b.start, model.tokenizer(t, add_special_tokens=False)["input_ids"])))
     return dict(path="one row per window" if b.pads else "one window at a time", fallback=b.no_padding, diff=diff)
 
+# %% ../nbs/22_families.ipynb #0b9d7c35
 def greedy_reference(model, prompt: list[int], n: int) -> tuple[list[int], float]:
     "Greedy decoding of `n` tokens by full unpadded forwards, no cache: the tokens and their summed log-probability."
     new, total, b = [], 0.0, model.backend
@@ -221,6 +232,7 @@ def _check_generate(model, prompts: list[str], job: Job) -> dict:
         diff = max(diff, abs(t.score - lp), abs(a.score - lp))
     return dict(path=stats["path"], fallback=stats["fallback"], diff=diff)
 
+# %% ../nbs/22_families.ipynb #6a3e5f12
 def _reduced(h: torch.Tensor, reduction: str) -> torch.Tensor:
     return {"mean": h.mean(0), "sum": h.sum(0), "last": h[-1], "first": h[0], "max": h.max(0).values}[reduction]
 
@@ -236,6 +248,7 @@ def _check_encode(model, job: Job) -> dict:
         diff = max(diff, ((got - want).abs().max() / want.abs().max().clamp(min=1)).item())
     return dict(path="masked reductions of right-padded rows", fallback=None, diff=diff)
 
+# %% ../nbs/22_families.ipynb #d84b1c7e
 def check_paths(model, # a loaded `HuggingFaceModel`
                 job: Job = QUICK) -> dict:
     "Every path of `model` run on `job`: for each, the path taken, why a check chose it (or None), and the largest difference to the reference."
