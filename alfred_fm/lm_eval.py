@@ -23,6 +23,17 @@ from .hidden_states import check_finite
 # %% auto #0
 __all__ = ['AlfredLM', 'cli']
 
+# %% ../nbs/21_lm_eval.ipynb #b7d3e2a9
+def _model_to_evaluate(pretrained, dtype, device, trust_remote_code, kwargs: dict) -> HuggingFaceModel:
+    "`pretrained` itself when it is a loaded `HuggingFaceModel` (refusing loading options, which it cannot change); else the model loaded from it."
+    if not isinstance(pretrained, HuggingFaceModel):
+        return HuggingFaceModel(pretrained, dtype=dtype, device_map=device or "auto", trust_remote_code=trust_remote_code, **kwargs)
+    given = sorted(k for k, v in dict(dtype=None if dtype == "auto" else dtype, device=device,
+                                      trust_remote_code=trust_remote_code or None, **kwargs).items() if v is not None)
+    if given: raise ValueError(f"pretrained is a loaded HuggingFaceModel, which {given} cannot change: load it "
+                               f"with them, or pass pretrained as the model's path")
+    return pretrained
+
 # %% ../nbs/21_lm_eval.ipynb #4ba6a3f2
 @register_model("alfred_fm")
 class AlfredLM(LM):
@@ -38,15 +49,7 @@ class AlfredLM(LM):
                  prefix_token_id: int | None = None, # what an empty context and a whole text start from (None: HFLM's rule)
                  **kwargs): # other options of `HuggingFaceModel`: `tokenizer`, `revision`, `attn_implementation`, ...
         super().__init__()
-        if isinstance(pretrained, HuggingFaceModel):
-            given = sorted(k for k, v in dict(dtype=None if dtype == "auto" else dtype, device=device,
-                                              trust_remote_code=trust_remote_code or None, **kwargs).items() if v is not None)
-            if given: raise ValueError(f"pretrained is a loaded HuggingFaceModel, which {given} cannot change: load it "
-                                       f"with them, or pass pretrained as the model's path")
-            self.hf = pretrained
-        else:
-            self.hf = HuggingFaceModel(pretrained, dtype=dtype, device_map=device or "auto",
-                                       trust_remote_code=trust_remote_code, **kwargs)
+        self.hf = _model_to_evaluate(pretrained, dtype, device, trust_remote_code, kwargs)
         auto = batch_size is None or str(batch_size).startswith("auto")
         self.batch_size, self.max_gen_toks = 64 if auto else int(batch_size), int(max_gen_toks)
         self.backend = copy.copy(self.hf.backend)   # the model's backend, seen with lm-eval's length and start token
@@ -66,10 +69,10 @@ class AlfredLM(LM):
 
     @property
     def prefix_token_id(self) -> int:
-        "HFLM's start token: the one given, else the tokenizer's BOS wherever it defines one, else its EOS."
+        "HFLM's start token: the one given, else the tokenizer's BOS wherever it defines one, else its EOS (else alfred_fm's)."
         if self.custom_prefix_token_id is not None: return self.custom_prefix_token_id
         t = self.tokenizer
-        return t.bos_token_id if t.bos_token_id is not None else t.eos_token_id
+        return next((i for i in (t.bos_token_id, t.eos_token_id) if i is not None), self.hf.backend.start[0])
 
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         "(log-likelihood, is_greedy) of each (context, continuation) request, in order (below)."
@@ -83,7 +86,7 @@ class AlfredLM(LM):
 
     def get_model_info(self) -> dict:
         "What lm-eval records of the model in its results."
-        return dict(model_num_parameters=sum(p.numel() for p in self.model.parameters()),
+        return dict(model_num_parameters=self.model.num_parameters(),
                     model_dtype=str(self.hf.dtype), model_name=self.hf.model_string)
 
 # %% ../nbs/21_lm_eval.ipynb #55d2da91

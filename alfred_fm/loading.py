@@ -383,7 +383,7 @@ def load_summary(model, # a loaded transformers model
                  int_8: bool = False # whether its weights were loaded in 8 bits
                 ) -> str:
     "The line logged after loading: what was loaded, its number of parameters, dtype, 8-bit weights and place."
-    n = sum(p.numel() for p in model.parameters())
+    n = model.num_parameters()
     name = getattr(model.config, "_name_or_path", "") or type(model).__name__
     return (f"loaded {type(model).__name__} from {name!r}: {n:,} parameters, {str(model.dtype).removeprefix('torch.')}, "
             f"{'8-bit weights (bitsandbytes)' if int_8 else 'not 8-bit'}, on {placement(model)}")

@@ -177,6 +177,6 @@ class HuggingFaceModel(ScoreMethods, GenerateMethods, EncodeMethods, TextMethods
     max_length = property(lambda self: self.backend.max_length, doc="the longest input the model takes (None: no limit)")
 
     def __repr__(self):
-        n = sum(p.numel() for p in self.model.parameters())
+        n = self.model.num_parameters()
         name = Path(self.model_string).name if os.path.exists(self.model_string) else self.model_string
         return f"HuggingFaceModel({name!r}, kind={self.kind!r}, dtype={self.dtype}, device={self.device}, params={n/1e6:.1f}M)"
