@@ -16,7 +16,8 @@ from .packing import (packed_causal_logprobs, packed_size, packing_problem, padd
                                shared_encoder_logprobs, last_logits, prefix_cache, PrefixCache)
 
 # %% auto #0
-__all__ = ['BACKENDS', 'max_length', 'n_layers', 'Backend', 'CausalBackend', 'Seq2SeqBackend', 'EncoderBackend', 'make_backend']
+__all__ = ['BACKENDS', 'max_length', 'n_layers', 'Backend', 'CausalChecks', 'CausalBackend', 'Seq2SeqBackend', 'EncoderBackend',
+           'make_backend']
 
 # %% ../nbs/08_backends.ipynb #4a2bfbd8
 def max_length(config) -> int | None:
@@ -204,41 +205,9 @@ def query_ids(self: Backend, prompt: str, candidates: list[str], count_eos: bool
                          f"tokens of its own after the prompt's; use split_query (score does)")
     return ctx + tail, [c[len(tail):] for c in conts]
 
-# %% ../nbs/08_backends.ipynb #9931d0b1
-class CausalBackend(Backend):
-    "A decoder-only model: packed rows for scoring, left padding for generation."
-    kind = "causal"
-
-    def __init__(self, model, tokenizer):
-        super().__init__(model, tokenizer)
-        self.window = sliding_window(model.config)
-        # what an empty prompt becomes, and what a whole text is read after (see *Tokens* and *Whole texts*)
-        self.start = self.bos or [self.eos_id if self.eos_id is not None else self.pad_id]
-
-    def body_inputs(self, mask) -> dict: return {"position_ids": position_ids(mask)}
-
-    def prompt_ids(self, prompt: str) -> list[int]:
-        "Token ids of a prompt: one BOS where the tokenizer uses one; `start` (the BOS, else the EOS) for an empty prompt."
-        return causal_prompt_ids(self.tokenizer, prompt, self.bos, self.start)
-
-    def chat_prompt(self, prompt: str, system: str | None = None) -> str:
-        "The prompt as the user's turn of the tokenizer's chat template, with the generation prompt (see *Tokens*)."
-        return chat_text(self.tokenizer, prompt, system)
-
-    def split_query(self, prompt: str, candidates: list[str], count_eos: bool = True) -> tuple[list[int], list[list[int]], list[int]]:
-        "Token ids of the prompt up to where its candidates' joint texts part from it, of each candidate after that, and of the prompt's tail."
-        context, tail, conts = joint_split(self.tokenizer, prompt, candidates)
-        check_candidate_tokens(prompt, candidates, conts, tail)
-        full = self.prompt_ids(context)
-        return full[:len(full) - len(tail)] or self.prompt_ids(""), conts, tail
-
-    def scored_text(self, prompt: str, candidate: str) -> str:
-        "The text a candidate's score covers: with the space the prompt handed over."
-        return move_trailing_space(prompt, candidate)[1]
-
-    def query_length(self, ctx, conts) -> int: return len(ctx) + max(len(c) for c in conts)
-    def packed_size(self, ctx, conts) -> tuple[int, int]: return packed_size(ctx, conts)
-
+# %% ../nbs/08_backends.ipynb #a93d6b07
+class CausalChecks:
+    "What a causal model honours, checked once, on first use: packed rows, left padding, rows that continue a lent cache."
     def _said(self, why: str | None, instead: str) -> str | None:
         "A failed check's reason, said in a warning and in alfred_fm's log with what the model does instead (once: the callers are cached)."
         if why:
@@ -273,6 +242,41 @@ class CausalBackend(Backend):
 
     @cached_property
     def shares(self) -> bool: return self.no_sharing is None
+
+# %% ../nbs/08_backends.ipynb #9931d0b1
+class CausalBackend(CausalChecks, Backend):
+    "A decoder-only model: packed rows for scoring, left padding for generation."
+    kind = "causal"
+
+    def __init__(self, model, tokenizer):
+        super().__init__(model, tokenizer)
+        self.window = sliding_window(model.config)
+        # what an empty prompt becomes, and what a whole text is read after (see *Tokens* and *Whole texts*)
+        self.start = self.bos or [self.eos_id if self.eos_id is not None else self.pad_id]
+
+    def body_inputs(self, mask) -> dict: return {"position_ids": position_ids(mask)}
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        "Token ids of a prompt: one BOS where the tokenizer uses one; `start` (the BOS, else the EOS) for an empty prompt."
+        return causal_prompt_ids(self.tokenizer, prompt, self.bos, self.start)
+
+    def chat_prompt(self, prompt: str, system: str | None = None) -> str:
+        "The prompt as the user's turn of the tokenizer's chat template, with the generation prompt (see *Tokens*)."
+        return chat_text(self.tokenizer, prompt, system)
+
+    def split_query(self, prompt: str, candidates: list[str], count_eos: bool = True) -> tuple[list[int], list[list[int]], list[int]]:
+        "Token ids of the prompt up to where its candidates' joint texts part from it, of each candidate after that, and of the prompt's tail."
+        context, tail, conts = joint_split(self.tokenizer, prompt, candidates)
+        check_candidate_tokens(prompt, candidates, conts, tail)
+        full = self.prompt_ids(context)
+        return full[:len(full) - len(tail)] or self.prompt_ids(""), conts, tail
+
+    def scored_text(self, prompt: str, candidate: str) -> str:
+        "The text a candidate's score covers: with the space the prompt handed over."
+        return move_trailing_space(prompt, candidate)[1]
+
+    def query_length(self, ctx, conts) -> int: return len(ctx) + max(len(c) for c in conts)
+    def packed_size(self, ctx, conts) -> tuple[int, int]: return packed_size(ctx, conts)
 
     def prefix_cache(self, ids: list[int]) -> PrefixCache: return prefix_cache(self.model, ids, self.device)
 
