@@ -72,7 +72,7 @@ class AlfredLM(LM):
         "HFLM's start token: the one given, else the tokenizer's BOS wherever it defines one, else its EOS (else alfred_fm's)."
         if self.custom_prefix_token_id is not None: return self.custom_prefix_token_id
         t = self.tokenizer
-        return next((i for i in (t.bos_token_id, t.eos_token_id) if i is not None), self.hf.backend.start[0])
+        return next((i for i in (t.bos_token_id, t.eos_token_id) if i is not None), getattr(self.hf.backend, "start", [None])[0])
 
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         "(log-likelihood, is_greedy) of each (context, continuation) request, in order (below)."
