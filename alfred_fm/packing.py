@@ -13,9 +13,9 @@ from .batching import pad, position_ids, split_by_counts
 from .tokens import first_id
 
 # %% auto #0
-__all__ = ['MIN_SHARED', 'MIN_SAVED', 'pack_row', 'packed_size', 'packed_mask', 'text_config', 'sliding_window', 'body_mask',
-           'packed_causal_logprobs', 'shared_prefixes', 'cache_name', 'PrefixCache', 'prefix_cache', 'lender',
-           'packing_problem', 'packing_works', 'last_logits', 'causal_logprobs', 'padding_problem',
+__all__ = ['MIN_SHARED', 'MIN_SAVED', 'NON_FINITE', 'pack_row', 'packed_size', 'packed_mask', 'text_config', 'sliding_window',
+           'body_mask', 'packed_causal_logprobs', 'shared_prefixes', 'cache_name', 'PrefixCache', 'prefix_cache',
+           'lender', 'packing_problem', 'packing_works', 'last_logits', 'causal_logprobs', 'padding_problem',
            'shared_encoder_logprobs']
 
 # %% ../nbs/07_packing.ipynb #5e3a45b1
@@ -214,6 +214,8 @@ def _window(config, w: int | None):
     finally:
         if w is not None: cfg.sliding_window = old
 
+NON_FINITE = "its forward gives NaN or inf on the probe (broken weights, or an overflow)"
+
 def packing_problem(model, pad_id: int, device=None, tol: float | None = None,
                     shared: bool = False) -> str | None: # check rows that continue a shared prefix's cache instead
     "Why packed rows do not give this model's plain one-row-per-candidate numbers (checked on a small query); None when they do."
@@ -235,8 +237,8 @@ def packing_problem(model, pad_id: int, device=None, tol: float | None = None,
             lp = model(torch.tensor([ctx + conts[2]], device=device)).logits[0].float().log_softmax(-1)
     plain = lp[torch.arange(len(ctx) - 1, len(ctx) + 3), torch.tensor(conts[2], device=lp.device)].cpu()
     if tol is None: tol = 1e-4 if model.dtype == torch.float32 else 5e-2
+    if not all(torch.isfinite(t).all() for t in (plain, *packed)): return NON_FINITE
     worst = (packed[2] - plain).abs().max().item()
-    if not torch.isfinite(plain).all(): return "its plain forward gives NaN or inf on the probe (broken weights, or an overflow)"
     if not worst <= tol * max(1.0, plain.abs().max().item()):
         return f"its packed rows give other numbers than one row per candidate (by {worst:.2g} nats)"
     return None
@@ -283,6 +285,7 @@ def padding_problem(model, pad_id: int, device=None, tol: float | None = None) -
     try: together = causal_logprobs(model, pairs, pad_id, device)
     except Exception as e: return f"its forward fails on padded rows ({type(e).__name__}: {str(e)[:120]})"
     alone = [causal_logprobs(model, [p], pad_id, device)[0] for p in pairs]
+    if not all(torch.isfinite(t).all() for t in (*together, *alone)): return NON_FINITE
     if tol is None: tol = 1e-4 if model.dtype == torch.float32 else 5e-2
     worst = max((a - b).abs().max().item() for a, b in zip(together, alone))
     if not worst <= tol * max(1.0, max(b.abs().max().item() for b in alone)):

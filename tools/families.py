@@ -6,7 +6,8 @@
 
 Each family's tiny random model is built from its configuration (nothing is downloaded) and run through every path
 by `check_paths`; a number further than 1e-4 from the one-pair float32 reference stops the tool, so the table only
-ever holds right answers. tests/test_families.py runs the same check and fails where the table is out of date.
+ever holds right answers. tests/test_families.py runs the same check and fails where the table is out of date
+(under the transformers it names; under another, it warns).
 """
 import json, sys
 from pathlib import Path
