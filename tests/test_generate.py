@@ -56,7 +56,8 @@ NAN_PROMPTS = ["Hi", "The capital of France is", "1, 2, 3"]
 def test_nan_logits_are_an_error_naming_the_prompt(tmp_path, batch_size):
     "A prompt whose next-token logits are NaN is an error naming the caller's prompt, not an empty or NaN completion."
     m = _nan_for(" France", tmp_path)
-    assert all(r.score == r.score for r in m.generate(NAN_PROMPTS[::2], max_new_tokens=3, progress=False))
+    with pytest.warns(UserWarning, match="its forward gives NaN or inf on the probe"):   # the first call's checks see it
+        assert all(r.score == r.score for r in m.generate(NAN_PROMPTS[::2], max_new_tokens=3, progress=False))
     with pytest.raises(ValueError, match=r"prompt 1: a next-token logit is NaN or inf.*dtype='float32' or 'bfloat16'"):
         m.generate(NAN_PROMPTS, max_new_tokens=3, batch_size=batch_size, progress=False)
     with pytest.raises(ValueError, match=r"prompt 1: a next-token logit is NaN or inf"):
