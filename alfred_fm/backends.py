@@ -12,7 +12,8 @@ from .batching import pad, position_ids, split_by_counts
 from .loading import model_kind, logger
 from .tokens import (pad_id, eos_id, bos_prefix, causal_prompt_ids, joint_split, move_trailing_space,
                               check_candidate_tokens, first_id, chat_text, ChatPrompt)
-from .packing import (packed_causal_logprobs, packed_size, packing_problem, padding_problem, sliding_window, causal_logprobs,
+from .packing import (packed_causal_logprobs, packed_size, packing_problem, padding_problem, generation_padding_problem,
+                               sliding_window, causal_logprobs,
                                shared_encoder_logprobs, last_logits, prefix_cache, PrefixCache)
 
 # %% auto #0
@@ -44,6 +45,7 @@ class Backend:
     no_sharing: str | None = "it does not score candidates"  # why its prompts cannot share a prefix's cache (None: they can)
     no_packing: str | None = None # why its prompts are not packed with their candidates (None: they are)
     pads: bool = True             # do padded rows give each row's own numbers? (else each row runs alone)
+    generates_padded: bool = True # does greedy generation from padded prompts continue each as alone? (else each runs alone)
     window: int | None = None     # how far back its sliding-window layers see, if it has any
 
     def __init__(self, model, tokenizer):
@@ -207,7 +209,7 @@ def query_ids(self: Backend, prompt: str, candidates: list[str], count_eos: bool
 
 # %% ../nbs/08_backends.ipynb #a93d6b07
 class CausalChecks:
-    "What a causal model honours, checked once, on first use: packed rows, left padding, rows that continue a lent cache."
+    "What a causal model honours, checked once, on first use: packed rows, left padding (in a forward and in generation), rows that continue a lent cache."
     def _said(self, why: str | None, instead: str) -> str | None:
         "A failed check's reason, said in a warning and in alfred_fm's log with what the model does instead (once: the callers are cached)."
         if why:
@@ -232,6 +234,16 @@ class CausalChecks:
 
     @cached_property
     def pads(self) -> bool: return self.no_padding is None
+
+    @cached_property
+    def no_padded_generation(self) -> str | None:
+        "Why generating from left-padded prompts would not continue each as alone; None when it does (checked once, on first use)."
+        if self.no_padding: return f"its padded rows are not each row's own ({self.no_padding})"   # said already
+        return self._said(generation_padding_problem(self.model, self.pad_id, self.device),
+                          "generating each prompt alone instead (slower, the same text)")
+
+    @cached_property
+    def generates_padded(self) -> bool: return self.no_padded_generation is None
 
     @cached_property
     def no_sharing(self) -> str | None:

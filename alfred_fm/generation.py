@@ -93,7 +93,7 @@ def generate_batch(backend, # the model's backend
     prompts = [list(p) for p in batch] if tokenized else [backend.prompt_ids(p) for p in batch]
     if prefix is not None and any(p[:prefix.length] != prefix.ids or len(p) == prefix.length for p in prompts):
         raise ValueError("every prompt must start with the shared prefix's tokens and have tokens of its own after them")
-    if (not padding or not backend.pads) and len(prompts) > 1:   # prompt by prompt, numbered as the caller's by map_batches
+    if len(prompts) > 1 and (not padding or not backend.generates_padded):   # prompt by prompt, numbered as the caller's by map_batches
         one = lambda p: [generate_batch(backend, p, True, hidden_state, True, reduction, prefix, **settings)]
         return [r for rows in map_batches(one, prompts, [1] * len(prompts), max_rows=1, progress=False) for r in rows]
     new = _completions(backend, prompts, settings, prefix)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_packing.ipynb #2b0baaec
 from __future__ import annotations
-import inspect
+import inspect, warnings
 from contextlib import contextmanager
 import torch
 from collections.abc import Callable
@@ -16,7 +16,7 @@ from .tokens import first_id
 __all__ = ['MIN_SHARED', 'MIN_SAVED', 'NON_FINITE', 'pack_row', 'packed_size', 'packed_mask', 'text_config', 'sliding_window',
            'body_mask', 'packed_causal_logprobs', 'shared_prefixes', 'cache_name', 'PrefixCache', 'prefix_cache',
            'lender', 'packing_problem', 'packing_works', 'last_logits', 'causal_logprobs', 'padding_problem',
-           'shared_encoder_logprobs']
+           'generation_padding_problem', 'shared_encoder_logprobs']
 
 # %% ../nbs/07_packing.ipynb #5e3a45b1
 def pack_row(ctx: list[int], # the prompt's token ids
@@ -290,6 +290,37 @@ def padding_problem(model, pad_id: int, device=None, tol: float | None = None) -
     worst = max((a - b).abs().max().item() for a, b in zip(together, alone))
     if not worst <= tol * max(1.0, max(b.abs().max().item() for b in alone)):
         return f"its left-padded rows give other numbers than each row alone (by {worst:.2g} nats): it does not honour the attention mask"
+    return None
+
+# %% ../nbs/07_packing.ipynb #b7d8f3c4
+def _greedy_steps(model, prompts: list[list[int]], pad_id: int, device, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    "Greedy tokens `[rows, steps]` and each step's log-probabilities `[rows, steps, vocab]`, the prompts left-padded into one `generate`."
+    ids, mask = pad(prompts, pad_id, side="left", device=device)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # about the model's own sampling settings, which greedy decoding overrides
+        out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, num_beams=1, max_new_tokens=steps,
+                             min_new_tokens=steps, pad_token_id=pad_id, output_logits=True, return_dict_in_generate=True)
+    return out.sequences[:, ids.shape[1]:].cpu(), torch.stack(out.logits, 1).float().log_softmax(-1).cpu()
+
+def generation_padding_problem(model, pad_id: int, device=None, tol: float | None = None,
+                               steps: int = 3) -> str | None: # greedy tokens generated per prompt
+    "Why greedy generation from left-padded prompts does not continue each prompt as alone (checked on two small prompts); None when it does."
+    vocab = model.get_input_embeddings().weight.shape[0]
+    g = torch.Generator().manual_seed(2)
+    prompts = [torch.randint(0, vocab, (n,), generator=g).tolist() for n in (9, 2)]
+    try: tokens, lps = _greedy_steps(model, prompts, pad_id, device, steps)
+    except Exception as e: return f"its generate fails on left-padded prompts ({type(e).__name__}: {str(e)[:120]})"
+    if tol is None: tol = 1e-4 if model.dtype == torch.float32 else 5e-2
+    for i, p in enumerate(prompts):
+        (own,), (alone,) = _greedy_steps(model, [p], pad_id, device, steps)
+        for t, tok in enumerate(own.tolist()):
+            got, want = lps[i, t, tok], alone[t, tok]
+            if not (got.isfinite() and want.isfinite()): return NON_FINITE
+            worst = (got - want).abs().item()
+            if not worst <= tol * max(1.0, want.abs().item()):
+                return (f"its greedy generation from left-padded prompts continues them otherwise than alone (by {worst:.2g} "
+                        f"nats at new token {t + 1}): its cache does not honour the padding")
+            if tokens[i, t] != tok: break   # a tie broken the other way: from here the rows continue other text
     return None
 
 # %% ../nbs/07_packing.ipynb #9a304f90

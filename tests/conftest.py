@@ -47,8 +47,9 @@ def no_remote_code():
 
     def blocked(*args, **kwargs):
         raise RuntimeError("a model tried to load code from its repository (trust_remote_code); the tests forbid it")
-    patched = [(m, getattr(m, "get_class_from_dynamic_module")) for name, m in list(sys.modules.items())
-               if name.startswith("transformers") and hasattr(m, "get_class_from_dynamic_module")]
+    # vars(), not hasattr(): asking transformers' lazy modules for a name they lack imports whatever might hold it
+    patched = [(m, vars(m)["get_class_from_dynamic_module"]) for name, m in list(sys.modules.items())
+               if name.startswith("transformers") and "get_class_from_dynamic_module" in vars(m)]
     for m, _ in patched: m.get_class_from_dynamic_module = blocked
     yield
     for m, f in patched: m.get_class_from_dynamic_module = f

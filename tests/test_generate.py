@@ -19,6 +19,41 @@ def test_batched_greedy_equals_alone(smol):
         assert r.score == pytest.approx(alone.score, abs=1e-3)
 
 
+def _forgetful(path):
+    "A tiny Llama whose generation drops the attention mask after the prompts' forward, as a cache that forgets the padding."
+    import functools
+    from alfred_fm import HuggingFaceModel
+    m = HuggingFaceModel(str(path), trust_remote_code=False)
+    forward = m.model.forward
+    @functools.wraps(forward)
+    def decode_unmasked(*a, attention_mask=None, **k):
+        cache = k.get("cache", k.get("past_key_values"))
+        return forward(*a, attention_mask=attention_mask if cache is None or cache.get_seq_length() == 0 else None, **k)
+    m.model.forward = decode_unmasked
+    return m
+
+
+def test_a_cache_that_forgets_the_padding_generates_each_prompt_alone(tmp_path):
+    """Where padded prompts' cached steps are not each prompt's own (RecurrentGemma under transformers 5.18-5.23), the
+    check finds it on first use, says so once, and each prompt is generated alone: the same text as alone."""
+    import warnings
+    from alfred_fm.fixtures import tiny_llama
+    path, prompts = tiny_llama(tmp_path / "m"), PROMPTS[:4]
+    unchecked = _forgetful(path)
+    unchecked.backend.generates_padded = True   # the check skipped: the padded batch continues other text
+    batched = unchecked._generate_batch(prompts, max_new_tokens=8)
+    m = _forgetful(path)
+    alone = m._generate_batch(prompts, padding=False, max_new_tokens=8)
+    assert [r.prediction for r in batched] != [r.prediction for r in alone]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        for _ in range(2): together = m.generate(prompts, max_new_tokens=8, progress=False)
+    said = [str(w.message) for w in seen if "alfred_fm" in w.filename]
+    assert len(said) == 1 and "its cache does not honour the padding; generating each prompt alone instead" in said[0], said
+    assert [r.prediction for r in together] == [r.prediction for r in alone]
+    assert [r.score for r in together] == pytest.approx([r.score for r in alone], abs=1e-4)
+
+
 def test_completion_excludes_prompt_and_is_sensible(smol):
     r = smol.generate("The capital of France is", max_new_tokens=8, progress=False)
     assert "Paris" in r.prediction and not r.prediction.startswith("The capital")
