@@ -216,6 +216,10 @@ def _window(config, w: int | None):
 
 NON_FINITE = "its forward gives NaN or inf on the probe (broken weights, or an overflow)"
 
+def _probe_tol(model, tol: float | None) -> float:
+    "A check's tolerance: `tol` as given, else 1e-4 nats in float32 and 5e-2 in the half-precision types."
+    return tol if tol is not None else 1e-4 if model.dtype == torch.float32 else 5e-2
+
 def packing_problem(model, pad_id: int, device=None, tol: float | None = None,
                     shared: bool = False) -> str | None: # check rows that continue a shared prefix's cache instead
     "Why packed rows do not give this model's plain one-row-per-candidate numbers (checked on a small query); None when they do."
@@ -236,7 +240,7 @@ def packing_problem(model, pad_id: int, device=None, tol: float | None = None,
         with torch.no_grad():
             lp = model(torch.tensor([ctx + conts[2]], device=device)).logits[0].float().log_softmax(-1)
     plain = lp[torch.arange(len(ctx) - 1, len(ctx) + 3), torch.tensor(conts[2], device=lp.device)].cpu()
-    if tol is None: tol = 1e-4 if model.dtype == torch.float32 else 5e-2
+    tol = _probe_tol(model, tol)
     if not all(torch.isfinite(t).all() for t in (plain, *packed)): return NON_FINITE
     worst = (packed[2] - plain).abs().max().item()
     if not worst <= tol * max(1.0, plain.abs().max().item()):
@@ -286,7 +290,7 @@ def padding_problem(model, pad_id: int, device=None, tol: float | None = None) -
     except Exception as e: return f"its forward fails on padded rows ({type(e).__name__}: {str(e)[:120]})"
     alone = [causal_logprobs(model, [p], pad_id, device)[0] for p in pairs]
     if not all(torch.isfinite(t).all() for t in (*together, *alone)): return NON_FINITE
-    if tol is None: tol = 1e-4 if model.dtype == torch.float32 else 5e-2
+    tol = _probe_tol(model, tol)
     worst = max((a - b).abs().max().item() for a, b in zip(together, alone))
     if not worst <= tol * max(1.0, max(b.abs().max().item() for b in alone)):
         return f"its left-padded rows give other numbers than each row alone (by {worst:.2g} nats): it does not honour the attention mask"
@@ -310,7 +314,7 @@ def generation_padding_problem(model, pad_id: int, device=None, tol: float | Non
     prompts = [torch.randint(0, vocab, (n,), generator=g).tolist() for n in (9, 2)]
     try: tokens, lps = _greedy_steps(model, prompts, pad_id, device, steps)
     except Exception as e: return f"its generate fails on left-padded prompts ({type(e).__name__}: {str(e)[:120]})"
-    if tol is None: tol = 1e-4 if model.dtype == torch.float32 else 5e-2
+    tol = _probe_tol(model, tol)
     for i, p in enumerate(prompts):
         (own,), (alone,) = _greedy_steps(model, [p], pad_id, device, steps)
         for t, tok in enumerate(own.tolist()):
