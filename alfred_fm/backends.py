@@ -179,6 +179,14 @@ def row_size(self: Backend, ctx: list[int], conts: list[list[int]], packed: bool
     (c,) = conts
     return len(ctx) + len(c), len(c) + 1
 
+# %% ../nbs/08_backends.ipynb #84759111
+@patch
+def mask_tokens(self: Backend, length: int, # queries of the row: its tokens
+                keys: int # keys they attend over: the row's tokens and the cached prefix's
+               ) -> float:
+    "What the attention mask of a packed row costs in the token budget: its numbers over a token's activations' (16 × hidden)."
+    return 0.0   # an encoder's rows take a padding mask of `length` numbers: nothing to count
+
 # %% ../nbs/08_backends.ipynb #168717ed
 @patch
 def will_share(self: Backend, share: bool | None, # `share_prefix` as the caller gave it
@@ -289,6 +297,8 @@ class CausalBackend(CausalChecks, Backend):
 
     def query_length(self, ctx, conts) -> int: return len(ctx) + max(len(c) for c in conts)
     def packed_size(self, ctx, conts) -> tuple[int, int]: return packed_size(ctx, conts)
+    def mask_tokens(self, length: int, keys: int) -> float:
+        return (1 if self.window is None else 2) * length * keys / (16 * self.model.config.get_text_config().hidden_size)
 
     def prefix_cache(self, ids: list[int]) -> PrefixCache: return prefix_cache(self.model, ids, self.device)
 

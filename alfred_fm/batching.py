@@ -86,7 +86,8 @@ def map_batches(fn: Callable[[list], list], # runs one batch of items, returns o
                 max_scored: int | None = None, # scored positions per batch
                 groups: Sequence | None = None, # each item's group: a batch holds one group's items
                 saved: Sequence[int] | None = None, # tokens each item does not compute (a shared prefix), for the bar and `stats`
-                stats: dict | None = None) -> list: # filled with batches, tokens, padded tokens, waste, tokens saved, OOM splits
+                stats: dict | None = None, # filled with batches, tokens, padded tokens, waste, tokens saved, OOM splits
+                costs: Sequence[float] | None = None) -> list: # each item's cost in the budget where more than its tokens (an attention mask)
     "Run `fn` over length-sorted batches of `items`; return its results in the order of `items`."
     if len(items) != len(lengths): raise ValueError(f"{len(items)} items but {len(lengths)} lengths")
     results = [None] * len(items)
@@ -116,7 +117,7 @@ def map_batches(fn: Callable[[list], list], # runs one batch of items, returns o
         bar.set_postfix(padding=f"{1 - done[0] / max(st['padded'], 1):.0%}", refresh=False,   # of the batches run so far
                         **({"saved": f"{st['tokens_saved']:,} tok"} if saved is not None else {}))
 
-    for idx in length_batches(lengths, max_tokens, max_rows, scored, max_scored, groups): run(idx)
+    for idx in length_batches(lengths if costs is None else costs, max_tokens, max_rows, scored, max_scored, groups): run(idx)
     bar.close()
     st["waste"] = 1 - st["tokens"] / st["padded"] if st["padded"] else 0.0
     if stats is not None: stats.update(st)

@@ -99,7 +99,7 @@ def _loglikelihood(self: AlfredLM, requests, disable_tqdm: bool = False) -> list
     opts = ScoreOptions(truncation="left", batch_size=self.batch_size, progress=not disable_tqdm)
     plan = ScoringPlan.build(self.backend, queries, opts, self.backend.budgets(opts.max_tokens, opts.max_logits)[0])
     lps, top = run_plan(self.backend, plan, opts, greedy=True)
-    found = {(q.prompt, c): (math.fsum(lp.double().tolist()), g)
+    found = {(q.prompt, c): (math.fsum(lp), g)
              for q, qlps, qtop in zip(queries, lps, top) for c, lp, g in zip(q.candidates, qlps, qtop)}
     out = [found[pair] for pair in pairs]
     check_finite([ll for ll, _ in out], "request {}: its log-likelihood")

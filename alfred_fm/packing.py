@@ -13,10 +13,10 @@ from .batching import pad, position_ids, split_by_counts
 from .tokens import first_id
 
 # %% auto #0
-__all__ = ['MIN_SHARED', 'MIN_SAVED', 'NON_FINITE', 'pack_row', 'packed_size', 'packed_mask', 'text_config', 'sliding_window',
-           'body_mask', 'packed_causal_logprobs', 'shared_prefixes', 'cache_name', 'PrefixCache', 'prefix_cache',
-           'lender', 'packing_problem', 'packing_works', 'last_logits', 'causal_logprobs', 'padding_problem',
-           'generation_padding_problem', 'shared_encoder_logprobs']
+__all__ = ['MIN_SHARED', 'MIN_SAVED', 'CACHED_PROMPT', 'NON_FINITE', 'pack_row', 'packed_size', 'packed_mask', 'text_config',
+           'sliding_window', 'body_mask', 'packed_causal_logprobs', 'shared_prefixes', 'cache_name', 'PrefixCache',
+           'prefix_cache', 'lender', 'packing_problem', 'packing_works', 'last_logits', 'causal_logprobs',
+           'padding_problem', 'generation_padding_problem', 'shared_encoder_logprobs']
 
 # %% ../nbs/07_packing.ipynb #5e3a45b1
 def pack_row(ctx: list[int], # the prompt's token ids
@@ -202,6 +202,9 @@ def lender(make: Callable, # makes a prefix's cache from its ids, e.g. `partial(
         if g not in held: held.clear(); held[g] = make(prefixes[g])
         return held[g]
     return lent
+
+# %% ../nbs/07_packing.ipynb #d2084519
+CACHED_PROMPT = 256   # tokens: a longer prompt that shares no prefix runs into a cache of its own, its candidates after it
 
 # %% ../nbs/07_packing.ipynb #e76655f9
 @contextmanager

@@ -8,7 +8,7 @@ import math, warnings
 from dataclasses import dataclass, field
 import torch
 from .batching import map_batches, pad
-from .packing import shared_prefixes, lender
+from .packing import shared_prefixes, lender, CACHED_PROMPT
 from .queries import RankedQuery, as_queries
 from .responses import RankedResponse, softmax
 from .options import ScoreOptions, EncodeOptions, NORMALIZATIONS, check_choice, content_free_prompts
@@ -37,15 +37,12 @@ class PlannedQuery:
         t = len(self.tail)
         return [c[t:] if c[:t] == self.tail else c for c in self.conts[:len(self.query.candidates)]]
 
-    def candidate_logprobs(self, lps: list) -> list[torch.Tensor]:
+    def candidate_logprobs(self, lps: list[list[float]]) -> list[list[float]]:
         "Each candidate's token log-probabilities from those of `conts`; a merged candidate's first has the tail's taken off."
         if not self.tail: return lps
-        t, tail = len(self.tail), lps[-1].double().sum()
-        out = []
-        for c, lp in zip(self.conts[:-1], lps[:-1]):
-            if c[:t] == self.tail: out.append(lp[t:])
-            else: lp = lp.clone(); lp[0] = lp[0].double() - tail; out.append(lp)   # log p(prompt + c) − log p(prompt)
-        return out
+        t, tail = len(self.tail), math.fsum(lps[-1])
+        return [lp[t:] if c[:t] == self.tail else [lp[0] - tail, *lp[1:]]   # log p(prompt + c) − log p(prompt)
+                for c, lp in zip(self.conts[:-1], lps[:-1])]
 
 # %% ../nbs/10_scoring.ipynb #0be9c921
 def plan_queries(backend, # the model's backend
@@ -80,6 +77,7 @@ class PlannedRow:
     tokens: int # tokens the row holds (and those of the shared prefix it attends to)
     scored: int # scored positions: rows of the output layer it needs
     prefix: int = -1 # the shared prefix its prompt continues, or -1
+    cost: float = 0.0 # what it costs in the token budget: its tokens, and a packed row's attention mask
 
 # %% ../nbs/10_scoring.ipynb #17dcef7b
 def plan_rows(backend, planned: list[PlannedQuery], packed: bool, max_tokens: int) -> list[PlannedRow]:
@@ -87,27 +85,33 @@ def plan_rows(backend, planned: list[PlannedQuery], packed: bool, max_tokens: in
     rows = []
     for qi, pq in enumerate(planned):
         if not packed:
-            rows += [PlannedRow(qi, [ci], *backend.row_size(pq.ctx, [c], False)) for ci, c in enumerate(pq.conts)]
+            rows += [PlannedRow(qi, [ci], t, s, cost=t) for ci, c in enumerate(pq.conts) for t, s in [backend.row_size(pq.ctx, [c], False)]]
             continue
         own = pq.ctx[pq.shared:]                              # a shared prefix is computed once: the row holds the rest
         empty = backend.row_size(own, [], True)               # a row's size is the prompt's plus each candidate's
+        row = lambda cur, t, s: PlannedRow(qi, cur, t + pq.shared, s, pq.prefix, t + pq.shared + backend.mask_tokens(t, t + pq.shared))
         cur, (tokens, scored) = [], empty
         for ci, c in enumerate(pq.conts):
             add_t, add_s = (a - b for a, b in zip(backend.row_size(own, [c], True), empty))
             if cur and tokens + add_t > max_tokens:           # this candidate would outgrow the budget: a new row
-                rows.append(PlannedRow(qi, cur, tokens + pq.shared, scored, pq.prefix)); cur, (tokens, scored) = [], empty
+                rows.append(row(cur, tokens, scored)); cur, (tokens, scored) = [], empty
             cur.append(ci); tokens += add_t; scored += add_s
-        rows.append(PlannedRow(qi, cur, tokens + pq.shared, scored, pq.prefix))
+        rows.append(row(cur, tokens, scored))
     return rows
 
 # %% ../nbs/10_scoring.ipynb #89207e10
-def share_prefixes(backend, planned: list[PlannedQuery], packed: bool, share: bool | None) -> list[list[int]]:
-    "Mark the planned queries whose prompts share a prefix (`prefix`, `shared`); return the prefixes' token ids."
-    if not backend.will_share(share, packed): return []
+def share_prefixes(backend, planned: list[PlannedQuery], packed: bool, share: bool | None) -> tuple[list[list[int]], int]:
+    "Mark the planned queries whose prompts continue a cache (`prefix`, `shared`); return the caches' token ids, and how many are shared."
+    if not backend.will_share(share, packed): return [], 0
     groups = shared_prefixes([pq.ctx for pq in planned])
     for g, (p, members) in enumerate(groups):
         for i in members: planned[i].prefix, planned[i].shared = g, p
-    return [planned[members[0]].ctx[:p] for p, members in groups]
+    prefixes = [planned[members[0]].ctx[:p] for p, members in groups]
+    for pq in planned:   # a long prompt that shares nothing: all but its last token into a cache of its own
+        if pq.prefix < 0 and len(pq.ctx) >= CACHED_PROMPT:
+            pq.prefix, pq.shared = len(prefixes), len(pq.ctx) - 1
+            prefixes.append(pq.ctx[:-1])
+    return prefixes, len(groups)
 
 # %% ../nbs/10_scoring.ipynb #2e75ee6e
 @dataclass
@@ -116,9 +120,11 @@ class ScoringPlan:
     queries: list # `PlannedQuery`s
     rows: list # `PlannedRow`s
     packed: bool # rows hold a prompt with several candidates
-    prefixes: list = field(default_factory=list) # the shared prefixes' token ids, each computed once
+    prefixes: list = field(default_factory=list) # the caches' token ids, each computed once: shared prefixes, then long prompts
+    shared: int = 0 # how many of `prefixes` are shared by several prompts (the rest are long prompts of one query)
     path: str = "" # how the rows run, in words: "packed rows", "packed rows after shared prefixes", ...
     fallback: str | None = None # why the model's check put the rows on a slower path than the default's
+    _calibrating: dict | None = field(default=None, repr=False) # label set -> its content-free prompts' indices
 
     @classmethod
     def build(cls, backend, queries: list[RankedQuery], opts: ScoreOptions, max_tokens: int):
@@ -128,13 +134,14 @@ class ScoringPlan:
             raise ValueError(f"packed=True: on this {backend.model.config.model_type} model {backend.no_packing}; "
                              f"leave packed unset to score one row per candidate")
         packed = backend.packs if opts.packed is None else opts.packed
-        prefixes = share_prefixes(backend, planned, packed, opts.share_prefix)
+        prefixes, shared = share_prefixes(backend, planned, packed, opts.share_prefix)
         fallback = (backend.no_packing if opts.packed is None and not packed else
                     backend.no_sharing if backend.kind == "causal" and packed and opts.share_prefix is None
                                           and not backend.shares else None)
+        after = [w for w, n in (("shared prefixes", shared), ("cached prompts", len(prefixes) - shared)) if n]
         path = ("one row per candidate" if not packed else "each prompt encoded once" if backend.kind == "seq2seq"
-                else "packed rows after shared prefixes" if prefixes else "packed rows")
-        return cls(planned, plan_rows(backend, planned, packed, max_tokens), packed, prefixes, path, fallback)
+                else "packed rows after " + " and ".join(after) if after else "packed rows")
+        return cls(planned, plan_rows(backend, planned, packed, max_tokens), packed, prefixes, shared, path, fallback)
 
     def saved(self) -> list[int]:
         "Tokens each row does not compute: its shared prefix, less that prefix's own forward (charged to its first row)."
@@ -147,33 +154,41 @@ class ScoringPlan:
     def asked(self) -> list[PlannedQuery]: return [q for q in self.queries if q.calibrates is None]
 
     def content_free(self, candidates) -> list[int]:
-        "Indices of the content-free prompts that calibrate queries with these candidates."
-        return [i for i, q in enumerate(self.queries) if q.calibrates == tuple(candidates)]
+        "Indices of the content-free prompts that calibrate queries with these candidates (indexed once per plan, then a look-up)."
+        if self._calibrating is None:
+            self._calibrating = {}
+            for i, q in enumerate(self.queries):
+                if q.calibrates is not None: self._calibrating.setdefault(q.calibrates, []).append(i)
+        return self._calibrating.get(tuple(candidates), [])
 
 # %% ../nbs/10_scoring.ipynb #b8b6fcef
 def run_plan(backend, plan: ScoringPlan, opts: ScoreOptions, stats: dict | None = None,
              greedy: bool = False): # also say, per candidate, whether each of its tokens is the model's top choice
-    "Token log-probabilities of every planned query's candidates, one tensor per candidate (and, with `greedy`, the flags)."
+    "Token log-probabilities of every planned query's candidates, a list of floats per candidate (and, with `greedy`, the flags)."
     max_tokens, max_scored = backend.budgets(opts.max_tokens, opts.max_logits)
     lent = lender(backend.prefix_cache, plan.prefixes)   # a group's batches run one after another: one cache at a time
-    def run(rows):
+    def run(rows):   # each batch's results as plain floats at once: no small tensor outlives its batch (see below)
         qs = [plan.queries[r.query] for r in rows]
-        return backend.logprobs([(q.ctx[q.shared:], [q.conts[c] for c in r.candidates]) for q, r in zip(qs, rows)],
+        done = backend.logprobs([(q.ctx[q.shared:], [q.conts[c] for c in r.candidates]) for q, r in zip(qs, rows)],
                                 plan.packed, greedy, lent(rows[0].prefix))
+        return [[(lp.tolist(), bool(top.all())) if greedy else lp.tolist() for lp, top in
+                 (x if greedy else (x, None) for x in row)] for row in done]
     done = map_batches(run, plan.rows, [r.tokens for r in plan.rows], max_tokens, opts.batch_size, opts.progress,
                        desc="score", scored=[r.scored for r in plan.rows], max_scored=max_scored,
-                       groups=[r.prefix for r in plan.rows], saved=plan.saved() if plan.prefixes else None, stats=stats)
+                       groups=[r.prefix for r in plan.rows], saved=plan.saved() if plan.prefixes else None, stats=stats,
+                       costs=[r.cost for r in plan.rows])
     if stats is not None:   # the budget counted each row's prefix; the statistics count the tokens that ran
         lent_out, ran = sum(len(plan.prefixes[r.prefix]) for r in plan.rows if r.prefix >= 0), sum(map(len, plan.prefixes))
         stats.update(tokens=stats["tokens"] - lent_out + ran, padded=stats["padded"] - lent_out + ran,
-                     shared_prefixes=len(plan.prefixes), path=plan.path, fallback=plan.fallback)
+                     shared_prefixes=plan.shared,
+                     cached_prompts=len(plan.prefixes) - plan.shared, path=plan.path, fallback=plan.fallback)
         stats["waste"] = 1 - stats["tokens"] / stats["padded"] if stats["padded"] else 0.0
     out = [[None] * len(q.conts) for q in plan.queries]
     for row, lps in zip(plan.rows, done):
         for ci, lp in zip(row.candidates, lps): out[row.query][ci] = lp
     if not greedy: return [q.candidate_logprobs(lps) for q, lps in zip(plan.queries, out)]
     return ([q.candidate_logprobs([lp for lp, _ in lps]) for q, lps in zip(plan.queries, out)],
-            [[bool(top.all()) for _, top in lps[:len(q.query.candidates)]] for q, lps in zip(plan.queries, out)])
+            [[top for _, top in lps[:len(q.query.candidates)]] for q, lps in zip(plan.queries, out)])
 
 # %% ../nbs/10_scoring.ipynb #99952fb1
 def normalized_logprob(token_logprobs, # the candidate's token log-probabilities (tensor or floats)
@@ -226,7 +241,7 @@ def candidate_table(backend, query: RankedQuery, logprobs: list) -> dict:
 # %% ../nbs/10_scoring.ipynb #4a62dcb8
 def _token_detail(backend, pq: PlannedQuery, lps: list) -> dict:
     "candidate -> [(token text, log-probability)]"
-    return {c: [(backend.tokenizer.decode([t]), v) for t, v in zip(cont, lp.tolist())]
+    return {c: [(backend.tokenizer.decode([t]), v) for t, v in zip(cont, lp)]
             for c, cont, lp in zip(pq.query.candidates, pq.candidate_tokens(), lps)}
 
 # %% ../nbs/10_scoring.ipynb #09efd9ff

@@ -59,3 +59,20 @@ def test_lm_eval_bench_quick(tmp_path):
         # accuracies exactly; perplexities (exp of summed log-likelihoods, which differ by < 1e-3) to the same relative 1e-3
         for k, v in theirs.items(): assert ours[k] == pytest.approx(v, rel=1e-3, abs=1e-6), (name, k)
     assert "ratio" in stdout
+
+
+def test_scale_bench_quick(tmp_path):
+    "Both sweeps at small sizes: every measurement runs in its own process, and ours equal the limits' numbers."
+    pytest.importorskip("lm_eval")
+    _run("scale_bench.py", tmp_path)
+    report = json.loads((tmp_path / "scale_bench_quick.json").read_text())
+    assert (tmp_path / "scale_bench_quick.png").stat().st_size > 0
+    assert not [r for r in report["results"] if "error" in r]
+    got = {(r["sweep"], r["size"], r["method"]): r for r in report["results"]}
+    assert {m for s, _, m in got if s == "jobs"} == {"score", "run cache", "score calibrate", "score chat", "lm-eval"}
+    for n in (256, 1024):
+        for ours, limit in (("score", "limit"), ("loglikelihood", "loglikelihood limit")):
+            a, b = got[("prompts", n, ours)]["result"], got[("prompts", n, limit)]["result"]
+            assert a == pytest.approx(b, rel=1e-4, abs=4e-4), (n, ours)
+        assert got[("prompts", n, "generate")]["result"] == got[("prompts", n, "generate hf")]["result"]
+    assert all(r["beyond_responses_mb"] < 256 for r in report["results"] if r["sweep"] == "jobs")

@@ -222,8 +222,8 @@ def test_last_stats(llama):
     "The statistics of the last `score`: one packed row per query, and what share of the tokens run was padding."
     qs = [(p, [" yes", " no"]) for p in ["Q: a?", "Q: a much longer question?", "Q:"]]
     llama.score(qs, progress=False)
-    assert sorted(llama.last_stats) == ["batches", "fallback", "items", "oom_splits", "padded", "path", "shared_prefixes",
-                                        "tokens", "tokens_saved", "waste"]
+    assert sorted(llama.last_stats) == ["batches", "cached_prompts", "fallback", "items", "oom_splits", "padded", "path",
+                                        "shared_prefixes", "tokens", "tokens_saved", "waste"]
     assert (llama.last_stats["path"], llama.last_stats["fallback"]) == ("packed rows", None)
     assert (llama.last_stats["shared_prefixes"], llama.last_stats["tokens_saved"]) == (0, 0)   # "Q:" is too short to share
     assert llama.last_stats["items"] == len(qs)
