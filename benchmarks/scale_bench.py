@@ -124,9 +124,11 @@ def long_ids(tok, n: int, seed: int = 0) -> list[int]:
     return ids[:n]
 
 
-def hflm(m, batch=64):
+def hflm(m, batch=64, prefix_token_id=None):
+    "lm-eval's HF model on our loaded model (its start token: the EOS unless given)."
     from lm_eval.models.huggingface import HFLM
-    return HFLM(pretrained=m.model, tokenizer=m.tokenizer, batch_size=batch, prefix_token_id=m.tokenizer.eos_token_id)
+    return HFLM(pretrained=m.model, tokenizer=m.tokenizer, batch_size=batch,
+                prefix_token_id=m.tokenizer.eos_token_id if prefix_token_id is None else prefix_token_id)
 
 
 def lm_eval_loglikelihood(lm, pairs):
@@ -212,7 +214,7 @@ def measure(spec: dict) -> dict:
         elif method in ("loglikelihood", "loglikelihood limit", "lm-eval rolling"):
             text = tok.decode(ctx)
             ids = tok(text, add_special_tokens=False)["input_ids"]
-            start = [tok.bos_token_id]
+            start = list(m.backend.start)   # what `loglikelihood` reads a text after (here the EOS: no BOS is added)
             if method == "loglikelihood":
                 m.loglikelihood(tok.decode(wctx), progress=False)
                 run = lambda: m.loglikelihood(text, progress=False).logprob
@@ -221,8 +223,7 @@ def measure(spec: dict) -> dict:
                 run = lambda: limit_text(model, start, ids)
             else:
                 from lm_eval.api.instance import Instance
-                lm = hflm(m, batch=1)
-                lm.prefix_token_id = tok.bos_token_id
+                lm = hflm(m, batch=1, prefix_token_id=start[0])   # the start our loglikelihood reads after
                 roll = lambda t: lm.loglikelihood_rolling([Instance("loglikelihood_rolling", {}, (t,), 0)], disable_tqdm=True)[0]
                 roll(tok.decode(wctx))
                 run = lambda: roll(text)

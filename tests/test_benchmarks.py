@@ -75,4 +75,6 @@ def test_scale_bench_quick(tmp_path):
             a, b = got[("prompts", n, ours)]["result"], got[("prompts", n, limit)]["result"]
             assert a == pytest.approx(b, rel=1e-4, abs=4e-4), (n, ours)
         assert got[("prompts", n, "generate")]["result"] == got[("prompts", n, "generate hf")]["result"]
-    assert all(r["beyond_responses_mb"] < 256 for r in report["results"] if r["sweep"] == "jobs")
+    assert all(r["beyond_responses_mb"] < 256 for r in report["results"] if r["sweep"] == "jobs" and r["method"] != "lm-eval")
+    rolling, ours = got[("prompts", 256, "lm-eval rolling")]["result"], got[("prompts", 256, "loglikelihood")]["result"]
+    assert rolling == pytest.approx(ours, rel=1e-4)   # lm-eval's rolling log-likelihood: the same number
