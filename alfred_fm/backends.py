@@ -10,7 +10,7 @@ import torch
 from fastcore.basics import patch
 from .batching import pad, position_ids, split_by_counts
 from .loading import model_kind, logger
-from .tokens import (pad_id, eos_id, bos_prefix, causal_prompt_ids, joint_split, move_trailing_space,
+from .tokens import (pad_id, eos_id, bos_prefix, causal_prompt_ids, joint_splits, move_trailing_space,
                               check_candidate_tokens, first_id, chat_text, ChatPrompt)
 from .packing import (packed_causal_logprobs, packed_size, packing_problem, padding_problem, generation_padding_problem,
                                sliding_window, causal_logprobs,
@@ -215,6 +215,18 @@ def query_ids(self: Backend, prompt: str, candidates: list[str], count_eos: bool
                          f"tokens of its own after the prompt's; use split_query (score does)")
     return ctx + tail, [c[len(tail):] for c in conts]
 
+# %% ../nbs/08_backends.ipynb #b005bd0f
+@patch
+def split_query(self: Backend, prompt: str, candidates: list[str], count_eos: bool = True) -> tuple[list[int], list[list[int]], list[int]]:
+    "Token ids of a prompt, of each candidate after it, and of the prompt's tail where a candidate merges with it (see `split_queries`)."
+    return self.split_queries([prompt], [candidates], count_eos)[0]
+
+@patch
+def split_queries(self: Backend, prompts: list[str], candidates: list[list[str]], count_eos: bool = True) -> list[tuple]:
+    "`split_query` of each query (a backend may tokenise them together, as the causal one does)."
+    if type(self).split_query is Backend.split_query: raise NotImplementedError(f"a {self.kind} model has no candidates to split")
+    return [self.split_query(p, c, count_eos) for p, c in zip(prompts, candidates)]
+
 # %% ../nbs/08_backends.ipynb #a93d6b07
 class CausalChecks:
     "What a causal model honours, checked once, on first use: packed rows, left padding (in a forward and in generation), rows that continue a lent cache."
@@ -284,12 +296,14 @@ class CausalBackend(CausalChecks, Backend):
         "The prompt as the user's turn of the tokenizer's chat template, with the generation prompt (see *Tokens*)."
         return chat_text(self.tokenizer, prompt, system)
 
-    def split_query(self, prompt: str, candidates: list[str], count_eos: bool = True) -> tuple[list[int], list[list[int]], list[int]]:
-        "Token ids of the prompt up to where its candidates' joint texts part from it, of each candidate after that, and of the prompt's tail."
-        context, tail, conts = joint_split(self.tokenizer, prompt, candidates)
-        check_candidate_tokens(prompt, candidates, conts, tail)
-        full = self.prompt_ids(context)
-        return full[:len(full) - len(tail)] or self.prompt_ids(""), conts, tail
+    def split_queries(self, prompts: list[str], candidates: list[list[str]], count_eos: bool = True) -> list[tuple]:
+        "For each query, token ids of the prompt up to where its candidates' joint texts part from it, of each candidate after that, and of the prompt's tail (two tokenizer calls in all)."
+        out = []
+        for prompt, cands, (context, tail, conts, own) in zip(prompts, candidates, joint_splits(self.tokenizer, prompts, candidates)):
+            check_candidate_tokens(prompt, cands, conts, tail)
+            full = causal_prompt_ids(self.tokenizer, context, self.bos, self.start, own)
+            out.append((full[:len(full) - len(tail)] or self.prompt_ids(""), conts, tail))
+        return out
 
     def scored_text(self, prompt: str, candidate: str) -> str:
         "The text a candidate's score covers: with the space the prompt handed over."

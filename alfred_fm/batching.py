@@ -87,12 +87,14 @@ def map_batches(fn: Callable[[list], list], # runs one batch of items, returns o
                 groups: Sequence | None = None, # each item's group: a batch holds one group's items
                 saved: Sequence[int] | None = None, # tokens each item does not compute (a shared prefix), for the bar and `stats`
                 stats: dict | None = None, # filled with batches, tokens, padded tokens, waste, tokens saved, OOM splits
-                costs: Sequence[float] | None = None) -> list: # each item's cost in the budget where more than its tokens (an attention mask)
+                costs: Sequence[float] | None = None, # each item's cost in the budget where more than its tokens (an attention mask)
+                bar=None) -> list: # a progress bar to advance (one for a whole call) instead of one of its own
     "Run `fn` over length-sorted batches of `items`; return its results in the order of `items`."
     if len(items) != len(lengths): raise ValueError(f"{len(items)} items but {len(lengths)} lengths")
     results = [None] * len(items)
     st = dict(batches=0, items=len(items), tokens=sum(lengths), padded=0, oom_splits=0, tokens_saved=0)
-    bar = tqdm(total=len(items), disable=not progress or not items, desc=desc, unit="item")
+    own = bar is None
+    if own: bar = tqdm(total=len(items), disable=not progress or not items, desc=desc, unit="item")
     done = [0]   # tokens of the items answered so far
 
     def run(idx):
@@ -118,7 +120,7 @@ def map_batches(fn: Callable[[list], list], # runs one batch of items, returns o
                         **({"saved": f"{st['tokens_saved']:,} tok"} if saved is not None else {}))
 
     for idx in length_batches(lengths if costs is None else costs, max_tokens, max_rows, scored, max_scored, groups): run(idx)
-    bar.close()
+    if own: bar.close()
     st["waste"] = 1 - st["tokens"] / st["padded"] if st["padded"] else 0.0
     if stats is not None: stats.update(st)
     return results

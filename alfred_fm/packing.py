@@ -10,13 +10,13 @@ import torch
 from collections.abc import Callable
 from transformers import DynamicCache
 from .batching import pad, position_ids, split_by_counts
-from .tokens import first_id
+from .tokens import first_id, shared_length
 
 # %% auto #0
-__all__ = ['MIN_SHARED', 'MIN_SAVED', 'CACHED_PROMPT', 'NON_FINITE', 'pack_row', 'packed_size', 'packed_mask', 'text_config',
-           'sliding_window', 'body_mask', 'packed_causal_logprobs', 'shared_prefixes', 'cache_name', 'PrefixCache',
-           'prefix_cache', 'lender', 'packing_problem', 'packing_works', 'last_logits', 'causal_logprobs',
-           'padding_problem', 'generation_padding_problem', 'shared_encoder_logprobs']
+__all__ = ['MIN_SHARED', 'MIN_SAVED', 'CACHED_PROMPT', 'NON_FINITE', 'LOGIT_SLICE', 'pack_row', 'packed_size', 'packed_mask',
+           'text_config', 'sliding_window', 'body_mask', 'packed_causal_logprobs', 'shared_prefixes', 'cache_name',
+           'PrefixCache', 'prefix_cache', 'lender', 'packing_problem', 'packing_works', 'last_logits',
+           'causal_logprobs', 'padding_problem', 'generation_padding_problem', 'shared_encoder_logprobs']
 
 # %% ../nbs/07_packing.ipynb #5e3a45b1
 def pack_row(ctx: list[int], # the prompt's token ids
@@ -124,12 +124,6 @@ def packed_causal_logprobs(model, # a transformers causal LM
         out.append(res)
     return out
 
-# %% ../nbs/07_packing.ipynb #c90100a4
-def _common_length(a: list[int], b: list[int]) -> int:
-    "How many first tokens `a` and `b` have in common."
-    n = min(len(a), len(b))
-    return next((i for i in range(n) if a[i] != b[i]), n)
-
 # %% ../nbs/07_packing.ipynb #0521c6d2
 MIN_SHARED = 8    # tokens: a shorter common prefix is computed with each prompt, not once on its own
 MIN_SAVED = 64    # tokens: a group that saves fewer is not worth a forward and batches of its own
@@ -142,7 +136,7 @@ def shared_prefixes(ctxs: list[list[int]], # each query's prompt ids
     groups, members, p = [], [], 0
     for i in sorted(range(len(ctxs)), key=lambda i: ctxs[i]):   # sorted by ids: a common prefix makes neighbours
         if members:
-            n, common = len(members), min(p, _common_length(ctxs[members[-1]], ctxs[i]), len(ctxs[i]) - 1)
+            n, common = len(members), min(p, shared_length(ctxs[members[-1]], ctxs[i]), len(ctxs[i]) - 1)
             if common >= min_length and n * common >= (n - 1) * p:   # joining keeps the prefix long enough, saves more
                 members.append(i); p = common; continue
             if n > 1: groups.append((p, members))
@@ -255,6 +249,8 @@ def packing_works(model, pad_id: int, device=None, tol: float | None = None, sha
     return packing_problem(model, pad_id, device, tol, shared) is None
 
 # %% ../nbs/07_packing.ipynb #9735c2b4
+LOGIT_SLICE = 2 ** 24   # output-layer numbers (64 MB in float32) computed at once for a long continuation
+
 def last_logits(model, # a transformers causal LM
                 keep: int, # how many of the last columns to keep
                 **inputs) -> torch.Tensor:
@@ -273,13 +269,24 @@ def causal_logprobs(model, # a transformers causal LM
     "Log-probability of each candidate token, one float32 tensor per pair, from one left-padded forward (see `greedy`)."
     ids, mask = pad([(p + c)[:-1] for p, c in pairs], pad_id, side="left", device=device)  # the last token predicts nothing
     K = max(len(c) for _, c in pairs)
-    logits = last_logits(model, K, input_ids=ids, attention_mask=mask, position_ids=position_ids(mask))
-    logprobs = logits.float().log_softmax(-1)                  # [rows, K, vocab]: the last K columns predict the last K tokens
-    targets, tmask = pad([c for _, c in pairs], pad_id, side="left", device=logprobs.device)  # [rows, K]
-    tok_lp = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    targets, tmask = pad([c for _, c in pairs], pad_id, side="left", device=ids.device)  # [rows, K]
+    body, head = _body_and_head(model)
+    inputs = dict(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask))
+    vocab = model.get_input_embeddings().weight.shape[0]
+    if head is None or body is model or ids.shape[0] * K * vocab <= LOGIT_SLICE:   # the output layer at once
+        logprobs = last_logits(model, K, **inputs).float().log_softmax(-1)   # [rows, K, vocab]: the last K columns
+        tok_lp, top = logprobs.gather(-1, targets[..., None])[..., 0], logprobs.argmax(-1) == targets if greedy else None
+    else:   # a long continuation (a whole text's window): the output layer over a slice of positions at a time
+        with torch.no_grad(): h = body(**inputs).last_hidden_state[:, -K:]
+        step = max(1, LOGIT_SLICE // (h.shape[0] * vocab))
+        tok_lp, top = torch.empty(targets.shape, device=h.device), torch.empty(targets.shape, dtype=torch.bool, device=h.device)
+        with torch.no_grad():
+            for s in range(0, K, step):
+                lp = head(h[:, s:s + step]).float().log_softmax(-1)
+                tok_lp[:, s:s + step] = lp.gather(-1, targets[:, s:s + step, None])[..., 0]
+                if greedy: top[:, s:s + step] = lp.argmax(-1) == targets[:, s:s + step]
     out = [row[m.bool()].cpu() for row, m in zip(tok_lp, tmask)]
     if not greedy: return out
-    top = logprobs.argmax(-1) == targets
     return [(lp, row[m.bool()].cpu()) for lp, row, m in zip(out, top, tmask)]
 
 # %% ../nbs/07_packing.ipynb #b2e24179

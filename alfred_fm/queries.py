@@ -39,6 +39,7 @@ def _frozen(prompt):
 # %% ../nbs/00_queries.ipynb #84269135
 class CompletionQuery:
     "A prompt for the model to continue."
+    __slots__ = ("prompt",)
     def __init__(self, prompt: str | list[dict]): # the text the model continues, or a conversation (with `chat=True`)
         self.prompt = _check_prompt(prompt, "CompletionQuery.prompt")
 
@@ -50,6 +51,7 @@ class CompletionQuery:
 # %% ../nbs/00_queries.ipynb #df0c2edd
 class RankedQuery:
     "A prompt and the candidate answers to rank by the model's log-probability."
+    __slots__ = ("prompt", "candidates")   # no per-object dict: a job holds one per query
     def __init__(self,
                  prompt: str | list[dict], # the text each candidate continues, or a conversation (with `chat=True`)
                  candidates: Sequence[str]): # the answers to rank, each scored as the prompt's continuation

@@ -13,12 +13,12 @@ from tqdm.auto import tqdm
 from .queries import RankedQuery, CompletionQuery, as_queries
 from .responses import response_to_json, response_from_json
 from .options import ScoreOptions, GenerateOptions, split_options
-from .scoring import score_queries, plan_queries
+from .scoring import score_queries, PlannedQueries
 from .generation import generate_queries, completion_ids
 
 # %% auto #0
 __all__ = ['TABLES', 'CLAIM_SECONDS', 'run_options', 'answer', 'weight_digest', 'offloaded_weights', 'tokenizer_state',
-           'fingerprint', 'query_json', 'key_json', 'cache_key', 'query_key', 'cache_error', 'open_cache_db',
+           'fingerprint', 'query_json', 'key_json', 'cache_key', 'keyer', 'query_key', 'cache_error', 'open_cache_db',
            'ResultCache', 'claim_alive', 'jsonl_line', 'jsonl_rows', 'read_jsonl', 'open_jsonl', 'check_queries',
            'answer_chunk', 'run_saved', 'run_queries']
 
@@ -34,13 +34,14 @@ def run_options(qs: list, kwargs: dict) -> tuple[ScoreOptions | None, GenerateOp
 def answer(backend, # the model's backend
            qs: list, # query objects
            score_opts: ScoreOptions | None, generate_opts: GenerateOptions | None,
-           stats: dict | None = None) -> list: # filled with the scoring batches' statistics
+           stats: dict | None = None, # filled with the scoring batches' statistics
+           planned=None) -> list: # the ranking questions' `PlannedQueries`, as `check_queries` made them
     "Responses to a list of queries, in order: ranking questions scored, prompts completed."
     out = [None] * len(qs)
     ranked = [i for i, q in enumerate(qs) if isinstance(q, RankedQuery)]
     completion = [i for i, q in enumerate(qs) if isinstance(q, CompletionQuery)]
     if ranked:
-        for i, r in zip(ranked, score_queries(backend, [qs[i] for i in ranked], score_opts, stats)): out[i] = r
+        for i, r in zip(ranked, score_queries(backend, [qs[i] for i in ranked], score_opts, stats, planned)): out[i] = r
     if completion:
         for i, r in zip(completion, generate_queries(backend, [qs[i] for i in completion], generate_opts)): out[i] = r
     return out
@@ -135,10 +136,14 @@ def key_json(v, name: str, depth: int = 0):
 # %% ../nbs/12_run.ipynb #dc5baa23
 def cache_key(fingerprint: str, q, options: dict) -> str:
     "The key of query `q`'s response: `options` is the `key()` of the options it is answered with."
+    return keyer(fingerprint, options)(q)
+
+def keyer(fingerprint: str, options: dict):
+    "`cache_key` with the model and options written once, for many queries: the JSON of the payload, each part in its sorted place."
     keyed = {k: ({s: key_json(x, s) for s, x in (v or {}).items()} if k == "settings" else key_json(v, k))
              for k, v in options.items()}
-    payload = {"model": fingerprint, "query": query_json(q), "options": keyed}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    head = f'{{"model": {json.dumps(fingerprint)}, "options": {json.dumps(keyed, sort_keys=True)}, "query": '
+    return lambda q: hashlib.sha256((head + json.dumps(query_json(q), sort_keys=True) + "}").encode()).hexdigest()
 
 # %% ../nbs/12_run.ipynb #73948ea2
 def query_key(fingerprint: str, query, options: dict | None = None) -> str:
@@ -301,29 +306,31 @@ def open_jsonl(path, keys: list[str] | None, overwrite: bool):
     return open(path, "a", encoding="utf-8"), done
 
 # %% ../nbs/12_run.ipynb #280dd49d
-def check_queries(backend, qs: list, score_opts: ScoreOptions | None, generate_opts: GenerateOptions | None):
-    "Tokenise and length-check every query before the first forward pass: what `score` and `generate` check, for all at once."
+def check_queries(backend, qs: list, score_opts: ScoreOptions | None,
+                  generate_opts: GenerateOptions | None) -> PlannedQueries | None:
+    "Tokenise and length-check every query before the first forward pass; the ranking questions' plan, which `score` then runs."
     ranked = [i for i, q in enumerate(qs) if isinstance(q, RankedQuery)]   # numbered as the caller's list
+    planned = None
     if ranked:
         backend.check_can("score candidates")
-        with warnings.catch_warnings():   # prompts cut to fit are reported where they are scored
-            warnings.simplefilter("ignore")
-            plan_queries(backend, [qs[i] for i in ranked], score_opts, ranked)
+        planned = PlannedQueries(backend, [qs[i] for i in ranked], score_opts, ranked)
     if len(ranked) < len(qs):
         backend.check_can("generate")
         where = [i for i, q in enumerate(qs) if isinstance(q, CompletionQuery)]
         completion_ids(backend, [qs[i] for i in where], generate_opts, where)
+    return planned
 
 # %% ../nbs/12_run.ipynb #0ad688f1
 def answer_chunk(backend, qs: list, idx: list[int], out: list, keys: list | None, store: ResultCache | None, opts: list,
-                 stats: dict, sink, written: set, seconds: float) -> list[int]:
+                 stats: dict, sink, written: set, seconds: float, planned=None) -> list[int]:
     "Answer `qs` at `idx` into `out`: from the cache, or computed and stored where claimed; the indices another run holds."
     found = store.get([keys[i] for i in idx]) if store is not None else {}
     for i in idx: out[i] = found.get(keys[i]) if store is not None else None
     missing = [i for i in idx if out[i] is None]
     mine, _ = store.claim([keys[i] for i in missing], seconds) if store is not None and missing else (None, None)
     todo = [i for i in missing if mine is None or keys[i] in mine]
-    for i, r in zip(todo, answer(backend, [qs[i] for i in todo], *opts) if todo else []): out[i] = r
+    plan = planned and planned.numbered([i for i in todo if isinstance(qs[i], RankedQuery)])   # planned once, up front
+    for i, r in zip(todo, answer(backend, [qs[i] for i in todo], *opts, planned=plan) if todo else []): out[i] = r
     if store is not None and todo: store.put({keys[i]: out[i] for i in todo})
     stats["cached"] += len(idx) - len(missing); stats["computed"] += len(todo)
     if sink:
@@ -333,7 +340,7 @@ def answer_chunk(backend, qs: list, idx: list[int], out: list, keys: list | None
 
 # %% ../nbs/12_run.ipynb #04351403
 def run_saved(backend, qs: list, score_opts, generate_opts, cache, jsonl, chunk_size: int, progress: bool,
-              fingerprint, stats: dict, overwrite: bool = False) -> list:
+              fingerprint, stats: dict, overwrite: bool = False, planned=None) -> list:
     "Answer `qs` chunk by chunk, taking what `cache` holds, saving each finished chunk, streaming to `jsonl`."
     if not isinstance(chunk_size, int) or chunk_size < 1: raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     if cache is not None and jsonl is not None and Path(jsonl).resolve() == Path(cache).resolve():
@@ -346,9 +353,10 @@ def run_saved(backend, qs: list, score_opts, generate_opts, cache, jsonl, chunk_
     quiet = [o.replace(progress=False) if o is not None else None for o in (score_opts, generate_opts)]
     try:
         fp = fingerprint() if store is not None else None
-        keys = [cache_key(fp, q, (score_opts if isinstance(q, RankedQuery) else generate_opts).key()) for q in qs] if fp else None
+        key = {kind: keyer(fp, o.key()) for kind, o in ((RankedQuery, score_opts), (CompletionQuery, generate_opts)) if o} if fp else {}
+        keys = [key[type(q)](q) for q in qs] if fp else None
         sink, written = open_jsonl(jsonl, keys, overwrite) if jsonl is not None else (None, set())
-        job = lambda idx: answer_chunk(backend, qs, idx, out, keys, store, quiet, stats, sink, written, seconds)
+        job = lambda idx: answer_chunk(backend, qs, idx, out, keys, store, quiet, stats, sink, written, seconds, planned)
         for start in range(0, len(qs), chunk_size):
             idx, began = list(range(start, min(len(qs), start + chunk_size))), time.time()
             left = job(idx)
@@ -379,9 +387,9 @@ def run_queries(backend, # the model's backend
     qs, single = as_queries(queries)
     if not qs: return []
     score_opts, generate_opts = run_options(qs, kwargs)
-    check_queries(backend, qs, score_opts, generate_opts)
+    planned = check_queries(backend, qs, score_opts, generate_opts)   # each ranking question tokenised once, here
     progress = (score_opts or generate_opts).progress   # False with progress=False, or Alfred's no_tqdm=True
-    if cache is None and jsonl is None: out = answer(backend, qs, score_opts, generate_opts, stats)
+    if cache is None and jsonl is None: out = answer(backend, qs, score_opts, generate_opts, stats, planned)
     else: out = run_saved(backend, qs, score_opts, generate_opts, cache, jsonl, chunk_size, progress,
-                          fingerprint, {} if run_stats is None else run_stats, overwrite)
+                          fingerprint, {} if run_stats is None else run_stats, overwrite, planned)
     return out[0] if single else out

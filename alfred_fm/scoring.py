@@ -5,8 +5,11 @@
 # %% ../nbs/10_scoring.ipynb #68cc4722
 from __future__ import annotations
 import math, warnings
+from array import array
+from bisect import bisect_left
 from dataclasses import dataclass, field
 import torch
+from tqdm.auto import tqdm
 from .batching import map_batches, pad
 from .packing import shared_prefixes, lender, CACHED_PROMPT
 from .queries import RankedQuery, as_queries
@@ -15,9 +18,9 @@ from .options import ScoreOptions, EncodeOptions, NORMALIZATIONS, check_choice, 
 from .hidden_states import embed_texts, reduced_states
 
 # %% auto #0
-__all__ = ['PlannedQuery', 'plan_queries', 'PlannedRow', 'plan_rows', 'share_prefixes', 'ScoringPlan', 'run_plan',
-           'normalized_logprob', 'calibrate_scores', 'rank_candidates', 'candidate_table', 'score_queries',
-           'score_batch']
+__all__ = ['CHUNK', 'PlannedQuery', 'plan_queries', 'warn_cut', 'PlannedRow', 'plan_rows', 'share_prefixes', 'path_words',
+           'ScoringPlan', 'run_plan', 'normalized_logprob', 'calibrate_scores', 'rank_candidates', 'candidate_table',
+           'freeze', 'thaw', 'PlannedQueries', 'merged_stats', 'rank_plan', 'score_queries', 'score_batch']
 
 # %% ../nbs/10_scoring.ipynb #c0f16a62
 @dataclass
@@ -48,25 +51,30 @@ class PlannedQuery:
 def plan_queries(backend, # the model's backend
                  queries: list[RankedQuery], # the queries asked
                  opts: ScoreOptions,
-                 where: list[int] | None = None) -> list[PlannedQuery]: # the queries' numbers in messages (default 0, 1, ...)
+                 where: list[int] | None = None, # the queries' numbers in messages (default 0, 1, ...)
+                 cut: list | None = None) -> list[PlannedQuery]: # collects the names of prompts cut to fit (default: a warning)
     "The queries asked, then calibration's content-free prompts, each tokenised and fitted to the model; a warning names those cut."
     prompts = content_free_prompts(opts.calibrate)
     label_sets = list(dict.fromkeys(tuple(q.candidates) for q in queries)) if prompts else []
     laid = lambda p: backend.templated(p, opts.chat, opts.system)   # through the chat template, with `chat=True`
-    planned = [PlannedQuery(f"query {i}", RankedQuery(laid(q.prompt), q.candidates))
-               for i, q in zip(range(len(queries)) if where is None else where, queries)]
+    planned = [PlannedQuery(f"query {i}", q if p is q.prompt else RankedQuery(p, q.candidates))   # the caller's, unless laid out
+               for i, q in zip(range(len(queries)) if where is None else where, queries) for p in [laid(q.prompt)]]
     planned += [PlannedQuery(f"content-free prompt {p[:60]!r} (calibrate)", RankedQuery(laid(p), list(ls)), calibrates=ls)
                 for ls in label_sets for p in prompts]
-    cut = []
-    for pq in planned:
-        ctx, pq.conts, pq.tail = backend.split_query(pq.query.prompt, pq.query.candidates, opts.count_eos)
+    names = [] if cut is None else cut
+    splits = backend.split_queries([pq.query.prompt for pq in planned], [pq.query.candidates for pq in planned], opts.count_eos)
+    for pq, (ctx, pq.conts, pq.tail) in zip(planned, splits):
         if pq.tail: pq.conts = pq.conts + [pq.tail]   # scored in the same row, to be taken off the merged candidates
         pq.ctx, n = backend.fit_prompt(ctx, pq.conts, opts.truncation, f"{pq.name} (prompt + its longest candidate)")
-        if n: cut.append(pq.name)
+        if n: names.append(pq.name)
+    if cut is None: warn_cut(backend, names)
+    return planned
+
+def warn_cut(backend, cut: list[str]):
+    "One warning naming the prompts whose first tokens were dropped to fit (`truncation='left'`)."
     if cut: warnings.warn(f"{len(cut)} prompt(s) ({', '.join(cut[:10])}{'…' if len(cut) > 10 else ''}) did not fit in "
                           f"the model's {backend.max_length} tokens with their candidates: their first tokens were dropped "
                           f"(truncation='left')")
-    return planned
 
 # %% ../nbs/10_scoring.ipynb #363503eb
 @dataclass
@@ -113,6 +121,13 @@ def share_prefixes(backend, planned: list[PlannedQuery], packed: bool, share: bo
             prefixes.append(pq.ctx[:-1])
     return prefixes, len(groups)
 
+# %% ../nbs/10_scoring.ipynb #f521ff6a
+def path_words(backend, packed: bool, shared: int = 0, cached: int = 0) -> str:
+    "How a call's rows run, in words (`last_stats['path']`): packed or not, after shared prefixes or cached prompts."
+    after = [w for w, n in (("shared prefixes", shared), ("cached prompts", cached)) if n]
+    return ("one row per candidate" if not packed else "each prompt encoded once" if backend.kind == "seq2seq"
+            else "packed rows after " + " and ".join(after) if after else "packed rows")
+
 # %% ../nbs/10_scoring.ipynb #2e75ee6e
 @dataclass
 class ScoringPlan:
@@ -129,7 +144,11 @@ class ScoringPlan:
     @classmethod
     def build(cls, backend, queries: list[RankedQuery], opts: ScoreOptions, max_tokens: int):
         "Plan the scoring of `queries` with `opts` on `backend`, within the token budget."
-        planned = plan_queries(backend, queries, opts)   # checks every query before the packing check runs the model
+        return cls.from_planned(backend, plan_queries(backend, queries, opts), opts, max_tokens)
+
+    @classmethod
+    def from_planned(cls, backend, planned: list[PlannedQuery], opts: ScoreOptions, max_tokens: int):
+        "The plan of queries planned already (`plan_queries`: every query checked before the packing check runs the model)."
         if opts.packed and backend.no_packing:
             raise ValueError(f"packed=True: on this {backend.model.config.model_type} model {backend.no_packing}; "
                              f"leave packed unset to score one row per candidate")
@@ -138,9 +157,7 @@ class ScoringPlan:
         fallback = (backend.no_packing if opts.packed is None and not packed else
                     backend.no_sharing if backend.kind == "causal" and packed and opts.share_prefix is None
                                           and not backend.shares else None)
-        after = [w for w, n in (("shared prefixes", shared), ("cached prompts", len(prefixes) - shared)) if n]
-        path = ("one row per candidate" if not packed else "each prompt encoded once" if backend.kind == "seq2seq"
-                else "packed rows after " + " and ".join(after) if after else "packed rows")
+        path = path_words(backend, packed, shared, len(prefixes) - shared)
         return cls(planned, plan_rows(backend, planned, packed, max_tokens), packed, prefixes, shared, path, fallback)
 
     def saved(self) -> list[int]:
@@ -163,9 +180,11 @@ class ScoringPlan:
 
 # %% ../nbs/10_scoring.ipynb #b8b6fcef
 def run_plan(backend, plan: ScoringPlan, opts: ScoreOptions, stats: dict | None = None,
-             greedy: bool = False): # also say, per candidate, whether each of its tokens is the model's top choice
+             greedy: bool = False, # also say, per candidate, whether each of its tokens is the model's top choice
+             budgets: tuple | None = None, # (max_tokens, max_scored) as the call read them (default: read now)
+             bar=None): # the call's progress bar (default: one for this plan)
     "Token log-probabilities of every planned query's candidates, a list of floats per candidate (and, with `greedy`, the flags)."
-    max_tokens, max_scored = backend.budgets(opts.max_tokens, opts.max_logits)
+    max_tokens, max_scored = budgets or backend.budgets(opts.max_tokens, opts.max_logits)
     lent = lender(backend.prefix_cache, plan.prefixes)   # a group's batches run one after another: one cache at a time
     def run(rows):   # each batch's results as plain floats at once: no small tensor outlives its batch (see below)
         qs = [plan.queries[r.query] for r in rows]
@@ -176,7 +195,7 @@ def run_plan(backend, plan: ScoringPlan, opts: ScoreOptions, stats: dict | None 
     done = map_batches(run, plan.rows, [r.tokens for r in plan.rows], max_tokens, opts.batch_size, opts.progress,
                        desc="score", scored=[r.scored for r in plan.rows], max_scored=max_scored,
                        groups=[r.prefix for r in plan.rows], saved=plan.saved() if plan.prefixes else None, stats=stats,
-                       costs=[r.cost for r in plan.rows])
+                       costs=[r.cost for r in plan.rows], bar=bar)
     if stats is not None:   # the budget counted each row's prefix; the statistics count the tokens that ran
         lent_out, ran = sum(len(plan.prefixes[r.prefix]) for r in plan.rows if r.prefix >= 0), sum(map(len, plan.prefixes))
         stats.update(tokens=stats["tokens"] - lent_out + ran, padded=stats["padded"] - lent_out + ran,
@@ -238,6 +257,63 @@ def candidate_table(backend, query: RankedQuery, logprobs: list) -> dict:
     "What `rank_candidates` takes for `query`: candidate -> (its token log-probabilities, the text they cover)."
     return {c: (lp, backend.scored_text(query.prompt, c)) for c, lp in zip(query.candidates, logprobs)}
 
+# %% ../nbs/10_scoring.ipynb #dfa5bca8
+CHUNK = 1024   # queries run together (planned into rows, run, ranked, let go) in a call of any size
+
+def freeze(pq: PlannedQuery) -> array:
+    "A planned query's token ids (and their counts) in one `array`: of 16-bit numbers where they fit, else 32-bit."
+    numbers = [len(pq.ctx), len(pq.tail), len(pq.conts), *map(len, pq.conts), *pq.ctx, *pq.tail, *(t for c in pq.conts for t in c)]
+    return array("H" if max(numbers) < 1 << 16 else "i", numbers)
+
+def thaw(a: array, query: RankedQuery, name: str, calibrates: tuple | None = None) -> PlannedQuery:
+    "The `PlannedQuery` of `query` whose ids `freeze` kept, named `name` in messages."
+    ids, (n_ctx, n_tail, k) = a.tolist(), a[:3]
+    at, conts = 3 + k + n_ctx + n_tail, []
+    for n in ids[3:3 + k]: conts.append(ids[at:at + n]); at += n
+    return PlannedQuery(name, query, ids[3 + k:3 + k + n_ctx], conts, ids[3 + k + n_ctx:3 + k + n_ctx + n_tail], calibrates)
+
+# %% ../nbs/10_scoring.ipynb #33d5a86b
+class PlannedQueries:
+    "Every query of a call planned (tokenised, checked, fitted) before any runs, kept frozen; `take` thaws some, with their content-free prompts."
+    def __init__(self, backend, queries: list[RankedQuery], opts: ScoreOptions,
+                 where: list[int] | None = None): # the queries' numbers in messages, ascending (default 0, 1, ...)
+        self.asked, self.calibrating, cut = [], {}, []   # frozen ids; label set -> {prompt: (name, frozen content-free query)}
+        self.queries, self.where = queries, array("q", range(len(queries)) if where is None else where)
+        self.chat = (lambda p: backend.templated(p, True, opts.system)) if opts.chat else None   # laid out again when thawed
+        for s in range(0, len(queries), CHUNK):   # a chunk's lists of ids live only until frozen
+            part = plan_queries(backend, queries[s:s + CHUNK], opts, range(s, s + CHUNK) if where is None else where[s:s + CHUNK], cut)
+            for pq in part:
+                if pq.calibrates is None: self.asked.append(freeze(pq))
+                else: self.calibrating.setdefault(pq.calibrates, {}).setdefault(pq.query.prompt, (pq.name, pq.query, freeze(pq)))
+        warn_cut(backend, cut)
+
+    def __len__(self): return len(self.asked)
+
+    def numbered(self, numbers) -> PlannedQueries:
+        "The same plan for the queries with these numbers (as messages name them: `where`) only; nothing is planned again."
+        at, out = [bisect_left(self.where, w) for w in numbers], PlannedQueries.__new__(PlannedQueries)   # `where` ascends
+        if any(k >= len(self.where) or self.where[k] != w for k, w in zip(at, numbers)): raise KeyError(f"queries {numbers} were not planned")
+        out.asked, out.queries = [self.asked[k] for k in at], [self.queries[k] for k in at]
+        out.calibrating, out.where, out.chat = self.calibrating, array("q", numbers), self.chat
+        return out
+
+    def take(self, idx) -> list[PlannedQuery]:
+        "The planned queries at `idx`, thawed, then the content-free prompts of their label sets."
+        laid = lambda q: RankedQuery(self.chat(q.prompt), q.candidates) if self.chat else q   # not kept: as long as the prompt
+        asked = [thaw(self.asked[i], laid(self.queries[i]), f"query {self.where[i]}") for i in idx]
+        sets = dict.fromkeys(tuple(pq.query.candidates) for pq in asked)
+        return asked + [thaw(f, q, name, s) for s in sets for name, q, f in self.calibrating.get(s, {}).values()]
+
+# %% ../nbs/10_scoring.ipynb #835cb691
+def merged_stats(backend, parts: list[dict]) -> dict:
+    "The statistics of a call run in chunks: counts added up, padding's share and the path read from the totals."
+    out = {k: sum(p[k] for p in parts) for k in ("batches", "items", "tokens", "padded", "oom_splits", "tokens_saved",
+                                                  "shared_prefixes", "cached_prompts")}
+    out["waste"] = 1 - out["tokens"] / out["padded"] if out["padded"] else 0.0
+    packed = any(p["path"] != "one row per candidate" for p in parts)
+    return {**out, "path": path_words(backend, packed, out["shared_prefixes"], out["cached_prompts"]),
+            "fallback": next((p["fallback"] for p in parts if p["fallback"]), None)}
+
 # %% ../nbs/10_scoring.ipynb #4a62dcb8
 def _token_detail(backend, pq: PlannedQuery, lps: list) -> dict:
     "candidate -> [(token text, log-probability)]"
@@ -245,25 +321,44 @@ def _token_detail(backend, pq: PlannedQuery, lps: list) -> dict:
             for c, cont, lp in zip(pq.query.candidates, pq.candidate_tokens(), lps)}
 
 # %% ../nbs/10_scoring.ipynb #09efd9ff
+def rank_plan(backend, plan: ScoringPlan, lps: list, opts: ScoreOptions) -> list[RankedResponse]:
+    "One `RankedResponse` per query asked in `plan`, from its candidates' log-probabilities and its label set's content-free prompts."
+    embeddings = (embed_texts(backend, [pq.query.prompt for pq in plan.asked],   # each prompt as the model read it
+                              EncodeOptions(reduction=opts.reduction, progress=False))
+                  if opts.hidden_state else [None] * len(plan.asked))
+    out, tables = [], {}   # a label set's content-free tables, made once
+    for qi, (pq, emb) in enumerate(zip(plan.asked, embeddings)):
+        labels = tuple(pq.query.candidates)
+        if labels not in tables:
+            tables[labels] = [candidate_table(backend, plan.queries[i].query, lps[i]) for i in plan.content_free(labels)]
+        detail = _token_detail(backend, pq, lps[qi]) if opts.token_logprobs else None
+        try: out.append(rank_candidates(candidate_table(backend, pq.query, lps[qi]), opts.normalize, tables[labels],
+                                        opts.temperature, embeddings=emb, token_logprobs=detail))
+        except ValueError as e: raise ValueError(f"{pq.name} (prompt {pq.query.prompt[:60]!r}): {e}") from None
+    return out
+
 def score_queries(backend, # the model's backend
                   queries, # a `RankedQuery`, a `(prompt, candidates)` pair, or a list of them
                   opts: ScoreOptions, # checked options
-                  stats: dict | None = None): # filled with the batches' statistics
+                  stats: dict | None = None, # filled with the batches' statistics
+                  planned: PlannedQueries | None = None): # the queries planned already (`run` plans them to check them)
     "Rank each query's candidates by (normalised, calibrated) log-probability; one `RankedResponse` per query, in order."
     backend.check_can("score candidates")
     queries, single = as_queries(queries, RankedQuery)
-    plan = ScoringPlan.build(backend, queries, opts, backend.budgets(opts.max_tokens, opts.max_logits)[0])
-    lps = run_plan(backend, plan, opts, stats)
-    embeddings = (embed_texts(backend, [pq.query.prompt for pq in plan.asked],   # each prompt as the model read it
-                              EncodeOptions(reduction=opts.reduction, progress=False))
-                  if opts.hidden_state else [None] * len(queries))
-    out = []
-    for qi, (pq, emb) in enumerate(zip(plan.asked, embeddings)):
-        cf = [candidate_table(backend, plan.queries[i].query, lps[i]) for i in plan.content_free(pq.query.candidates)]
-        detail = _token_detail(backend, pq, lps[qi]) if opts.token_logprobs else None
-        try: out.append(rank_candidates(candidate_table(backend, pq.query, lps[qi]), opts.normalize, cf, opts.temperature,
-                                        embeddings=emb, token_logprobs=detail))
-        except ValueError as e: raise ValueError(f"query {qi} (prompt {pq.query.prompt[:60]!r}): {e}") from None
+    planned = PlannedQueries(backend, queries, opts) if planned is None else planned   # every query checked first
+    budgets = backend.budgets(opts.max_tokens, opts.max_logits)   # read once for the call
+    chunks = [range(s, min(s + CHUNK, len(planned))) for s in range(0, len(planned), CHUNK)]
+    bar = tqdm(total=0, desc="score", unit="row", disable=not opts.progress or not chunks)
+    out, parts = [], []
+    try:
+        for idx in chunks:
+            p = ScoringPlan.from_planned(backend, planned.take(idx), opts, budgets[0])
+            left = len(planned) - idx.start   # rows still to run, as far as this chunk tells: exact for the last one
+            bar.total = bar.n + round(len(p.rows) * left / len(idx)); bar.refresh()
+            parts.append({}); lps = run_plan(backend, p, opts, parts[-1], budgets=budgets, bar=bar)
+            out += rank_plan(backend, p, lps, opts)
+    finally: bar.close()
+    if stats is not None and parts: stats.update(merged_stats(backend, parts))
     return out[0] if single else out
 
 # %% ../nbs/10_scoring.ipynb #37ff5a4b

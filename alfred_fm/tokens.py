@@ -7,7 +7,7 @@ from __future__ import annotations
 
 # %% auto #0
 __all__ = ['first_id', 'pad_id', 'eos_id', 'bos_prefix', 'ChatPrompt', 'causal_prompt_ids', 'move_trailing_space',
-           'shared_length', 'joint_split', 'check_candidate_tokens', 'chat_text']
+           'shared_length', 'joint_split', 'joint_splits', 'check_candidate_tokens', 'chat_text']
 
 # %% ../nbs/06_tokens.ipynb #1e7e7a45
 def first_id(v):
@@ -44,9 +44,10 @@ class ChatPrompt(str):
 def causal_prompt_ids(tokenizer, # the model's tokenizer
                       prompt: str, # the text before the candidates
                       bos: list[int], # what `bos_prefix` found
-                      start: list[int]) -> list[int]: # the ids an empty prompt becomes (the BOS, else the EOS)
+                      start: list[int], # the ids an empty prompt becomes (the BOS, else the EOS)
+                      ids: list[int] | None = None) -> list[int]: # the prompt's own ids, where already tokenised
     "Token ids of a prompt for a causal model: one BOS where the tokenizer uses one; `start` for an empty prompt."
-    ids = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    ids = list(tokenizer(prompt, add_special_tokens=False)["input_ids"]) if ids is None else list(ids)
     if isinstance(prompt, ChatPrompt): return ids   # the template's own ids: it writes the BOS where the model wants one
     if bos and ids[:len(bos)] == bos: ids = ids[len(bos):]
     return (bos + ids) or list(start)
@@ -62,7 +63,9 @@ def move_trailing_space(context: str, continuation: str) -> tuple[str, str]:
 def shared_length(a: list, b: list) -> int:
     "How many tokens `a` and `b` share at the start."
     n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]: n += 1
+    for x, y in zip(a, b):
+        if x != y: break
+        n += 1
     return n
 
 # %% ../nbs/06_tokens.ipynb #e361d40a
@@ -71,12 +74,25 @@ def joint_split(tokenizer, # the model's tokenizer
                 candidates: list[str] # its continuations
                ) -> tuple[str, list[int], list[list[int]]]:
     "The prompt without its trailing space; the prompt's last tokens that a candidate merges with (usually none); each candidate's tokens after what all share."
-    pairs = [move_trailing_space(prompt, c) for c in candidates]
-    context = pairs[0][0]
-    body = list(tokenizer(context, add_special_tokens=False)["input_ids"])
-    wholes = tokenizer([context + c for _, c in pairs], add_special_tokens=False)["input_ids"]
-    k = min((shared_length(body, w) for w in wholes), default=len(body))
-    return context, body[k:], [list(w[k:]) for w in wholes]
+    return joint_splits(tokenizer, [prompt], [candidates])[0][:3]
+
+def joint_splits(tokenizer, # the model's tokenizer
+                 prompts: list[str], # the prompts as given
+                 candidates: list[list[str]] # each prompt's continuations
+                ) -> list[tuple[str, list[int], list[list[int]], list[int]]]:
+    "`joint_split` of many queries in two tokenizer calls, with each prompt's own ids (without its trailing space) fourth."
+    contexts, texts = [], []
+    for prompt, cands in zip(prompts, candidates):
+        pairs = [move_trailing_space(prompt, c) for c in cands]
+        contexts.append(pairs[0][0]); texts += [pairs[0][0] + c for _, c in pairs]
+    bodies = tokenizer(contexts, add_special_tokens=False)["input_ids"] if contexts else []
+    wholes = iter(tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else [])
+    out = []
+    for context, body, cands in zip(contexts, bodies, candidates):
+        body, ws = list(body), [next(wholes) for _ in cands]
+        k = min((shared_length(body, w) for w in ws), default=len(body))
+        out.append((context, body[k:], [list(w[k:]) for w in ws], body))
+    return out
 
 # %% ../nbs/06_tokens.ipynb #c6b88178
 def check_candidate_tokens(prompt: str, candidates: list[str], conts: list[list[int]], tail: list[int] = ()):

@@ -4,9 +4,11 @@
     python benchmarks/scale_bench.py                       # both sweeps at full size (about 40 minutes on 2 cores)
     python benchmarks/scale_bench.py --quick               # small sizes: a smoke test (about 4 minutes)
     python benchmarks/scale_bench.py --sweep prompts --sizes 256,4096,16384
+    python benchmarks/scale_bench.py --sweep none --merge a.log b.log   # one report from earlier runs' printed lines
 
 Every measurement (one size, one method) runs in a fresh process, so that its peak resident memory is its own;
-memory is reported above the loaded, warmed-up model. Torch threads are fixed (2).
+memory is reported above the loaded, warmed-up model; a short run (up to 10,000 queries, or 1,024 tokens) is timed 3
+times and its fastest taken. Torch threads are fixed (2).
 
 **Job size.** A templated sentiment job: a 31-token instruction shared by every query, a review of 8-30 words, three
 label words; a tiny random Llama (2 layers of width 64) with SmolLM2's tokenizer, so that the library's own work
@@ -30,7 +32,7 @@ import argparse, ctypes, gc, json, os, random, subprocess, sys, tempfile, thread
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")   # as a user's notebook has it: each size runs in a fresh process
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 JOB_SIZES = [1000, 10000, 50000, 200000]
@@ -38,7 +40,7 @@ PROMPT_SIZES = [256, 512, 1024, 2048, 4096, 8192, 16384, 32768]
 JOB_METHODS = ["score", "run cache", "score calibrate", "score chat", "lm-eval"]
 PROMPT_METHODS = ["score", "limit", "lm-eval", "loglikelihood", "loglikelihood limit", "lm-eval rolling",
                   "generate", "generate hf"]
-LM_EVAL_MAX = {"lm-eval": 10000, "lm-eval prompts": 4096, "lm-eval rolling": 8192}   # larger sizes do not fit in 24 GB
+LM_EVAL_MAX = {"lm-eval": 10000, "lm-eval prompts": 8192, "lm-eval rolling": 8192}   # the next size needs over 24 GB
 GENERATE_MAX = 16384
 
 WORDS = ("good bad great film movie plot actor story slow boring fun loved hated acting music scene end long short "
@@ -62,6 +64,20 @@ class PeakRSS:
     def __exit__(self, *a):
         self._stop.set(); self._t.join(); self.peak = max(self.peak, rss())
         self.growth = (self.peak - self.base) / 1e6
+
+
+def deep_size(obj) -> int:
+    "Bytes of `obj` and of every object it reaches (each counted once): what the returned responses themselves hold."
+    seen, stack, total = set(), [obj], 0
+    while stack:
+        o = stack.pop()
+        if id(o) in seen or isinstance(o, type): continue
+        seen.add(id(o)); total += sys.getsizeof(o)
+        if isinstance(o, dict): stack += [*o.keys(), *o.values()]
+        elif isinstance(o, (list, tuple, set, frozenset)): stack += list(o)
+        elif hasattr(o, "__dict__"): stack.append(vars(o))
+        elif hasattr(o, "__slots__"): stack += [getattr(o, a) for a in o.__slots__ if hasattr(o, a)]
+    return total
 
 
 def rss() -> int:
@@ -188,7 +204,8 @@ def measure(spec: dict) -> dict:
             run = lambda: lm_eval_loglikelihood(lm, pairs(qs))
         elif method == "run cache":
             m.run(warm, cache=f"{tmp}/warm.sqlite", progress=False)
-            run = lambda: m.run(qs, cache=f"{tmp}/job.sqlite", progress=False)
+            files = (f"{tmp}/job{i}.sqlite" for i in range(10))   # a new cache file each run: nothing found in it
+            run = lambda: m.run(qs, cache=next(files), progress=False)
         else:
             m.score(warm, progress=False, **kw)
             run = lambda: m.score(qs, progress=False, **kw)
@@ -240,13 +257,13 @@ def measure(spec: dict) -> dict:
                                            skip_special_tokens=True)
                 gen(ids[:, :64])
                 run = lambda: gen(ids)
+    reps = 3 if sweep == "jobs" and n <= 10000 or sweep == "prompts" and n <= 1024 else 1   # a short run: min of 3
     with PeakRSS() as mem:
-        t = time.perf_counter(); out = run(); res["seconds"] = time.perf_counter() - t
-    res["peak_growth_mb"] = mem.growth
-    if sweep == "jobs":   # what the returned responses themselves hold: the memory freed when they are dropped
-        trim(); held = rss()
-        del out; trim()
-        res["responses_mb"] = max(0.0, (held - rss()) / 1e6)
+        for _ in range(reps):
+            t = time.perf_counter(); out = run(); res["seconds"] = min(res.get("seconds", 1e9), time.perf_counter() - t)
+    res["peak_growth_mb"], res["runs"] = mem.growth, reps
+    if sweep == "jobs":   # what the returned responses themselves hold (their objects' sizes, added up)
+        res["responses_mb"] = deep_size(out) / 1e6
         res["beyond_responses_mb"] = res["peak_growth_mb"] - res["responses_mb"]
         res["queries_per_second"] = n / res["seconds"]
     else:
@@ -268,8 +285,9 @@ def run_one(spec: dict, timeout: float) -> dict | None:
     return json.loads(lines[-1])
 
 
-def fits(method: str, n: int) -> bool:
-    if method == "lm-eval": return n <= LM_EVAL_MAX["lm-eval"]
+def fits(sweep: str, method: str, n: int) -> bool:
+    "Whether a peer's run of this size fits in the machine's memory (lm-eval's grows with the job, or with the square of the prompt)."
+    if method == "lm-eval": return n <= LM_EVAL_MAX["lm-eval" if sweep == "jobs" else "lm-eval prompts"]
     if method == "lm-eval rolling": return n <= LM_EVAL_MAX["lm-eval rolling"]
     if method.startswith("generate"): return n <= GENERATE_MAX
     return True
@@ -336,7 +354,7 @@ def plot(report: dict, path: Path):
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-" if "limit" not in meth and "hf" not in meth else "s--",
                     label=meth)
         ax.set_xscale("log"); ax.set_yscale("log"); ax.set_ylabel(ylabel); ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        if rs: ax.legend(fontsize=8)
     a.set_xlabel("queries in the job"); a.set_title("Job size (tiny model: the library's own cost)")
     b.set_xlabel("prompt (or text) tokens"); b.set_title("Prompt length (SmolLM2 widths, 4 layers)")
     fig.tight_layout(); fig.savefig(path, dpi=120); plt.close(fig)
@@ -351,21 +369,26 @@ def main(argv=None):
     p.add_argument("--methods", default=None, help="comma-separated methods (default: all)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds one measurement may take")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    p.add_argument("--merge", nargs="+", type=Path, help="JSON Lines of earlier measurements (this script's output) to report with")
     a = p.parse_args(argv)
     if a.one:
         print(json.dumps(measure(json.loads(a.one)))); return
     report = {"results": [], "threads": 2}
-    for sweep in a.sweep.split(","):
+    for f in a.merge or []:   # measurements of an earlier invocation, one JSON object a line
+        report["results"] += [json.loads(l) for l in f.read_text().splitlines() if l.startswith('{"sweep"')]
+    for sweep in [s for s in a.sweep.split(",") if s in ("jobs", "prompts")]:   # none: only report what --merge gives
         sizes = ([int(x) for x in a.sizes.split(",")] if a.sizes else
                  ([500, 2000] if sweep == "jobs" else [256, 1024]) if a.quick else
                  JOB_SIZES if sweep == "jobs" else PROMPT_SIZES)
         methods = a.methods.split(",") if a.methods else JOB_METHODS if sweep == "jobs" else PROMPT_METHODS
         for n in sizes:
             for meth in methods:
-                if meth not in (JOB_METHODS if sweep == "jobs" else PROMPT_METHODS) or not fits(meth, n): continue
+                if meth not in (JOB_METHODS if sweep == "jobs" else PROMPT_METHODS) or not fits(sweep, meth, n): continue
                 r = run_one({"sweep": sweep, "size": n, "method": meth}, a.timeout)
                 report["results"].append(r)
-                print(json.dumps({k: v for k, v in r.items() if k != "result"}), flush=True)
+                print(json.dumps(r), flush=True)
+    last = {(r["sweep"], r["size"], r["method"]): r for r in report["results"]}   # a size measured again: its last run
+    report["results"] = sorted(last.values(), key=lambda r: (r["sweep"], r["size"]))
     report["ratios"] = ratios(report)
     table(report)
     a.out.mkdir(parents=True, exist_ok=True)

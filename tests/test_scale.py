@@ -48,7 +48,8 @@ def no_model(llama, monkeypatch):
 @pytest.mark.parametrize("call", ["score", "score calibrate", "score chat", "run", "run cache"])
 def test_work_grows_linearly_with_the_job(no_model, chat_llama, call, tmp_path):
     """Planning, batching and collecting are O(n log n) at worst: 4× the queries take at most 4.5× the lines
-    (a step that scans the job once per query, as calibration's look-up once did, takes ~16×)."""
+    (a step that scans the job once per query, as calibration's look-up once did, takes ~16×). `run` saves each
+    query in a chunk of its own here, so that a scan per chunk, as the cache's plan look-up once did, shows too."""
     m = no_model
     if call == "score chat": m.tokenizer.chat_template = chat_llama.tokenizer.chat_template
     kw = {"calibrate": "Label the review as positive, negative or neutral.\n\nReview: {}\nSentiment:"} \
@@ -57,7 +58,7 @@ def test_work_grows_linearly_with_the_job(no_model, chat_llama, call, tmp_path):
     def go(n):
         qs = job(n)
         if call.startswith("run"):
-            cache = {"cache": str(tmp_path / f"c{next(caches)}.sqlite")} if call == "run cache" else {}
+            cache = {"cache": str(tmp_path / f"c{next(caches)}.sqlite"), "chunk_size": 1} if call == "run cache" else {}
             return lambda: m.run(qs, progress=False, **cache)
         return lambda: m.score(qs, progress=False, **kw)
     small, large = lines_run(go(150)), lines_run(go(600))
@@ -100,3 +101,40 @@ def test_the_budget_counts_the_attention_mask(llama):
     assert llama.last_stats["batches"] == 4
     llama.score([(q.prompt, q.candidates) for q in qs], share_prefix=False, max_tokens=budget + int(2 * mask), progress=False)
     assert llama.last_stats["batches"] == 2
+
+
+def test_a_call_in_chunks_equals_one_call(llama, monkeypatch, tmp_path):
+    "A job larger than `CHUNK` runs chunk by chunk: the same responses, statistics added up, `run` planning each query once."
+    import alfred_fm.scoring as scoring
+    qs = job(11)
+    kw = dict(calibrate="Label the review as positive, negative or neutral.\n\nReview: {}\nSentiment:", progress=False)
+    whole = llama.score(qs, **kw)
+    whole_stats = dict(llama.last_stats)
+    monkeypatch.setattr(scoring, "CHUNK", 4)   # 3 chunks, each with its own content-free prompts and shared prefix
+    splits = []
+    real = type(llama.backend).split_queries
+    monkeypatch.setattr(type(llama.backend), "split_queries",
+                        lambda self, ps, *a: splits.append(len(ps)) or real(self, ps, *a))
+    chunked = llama.score(qs, **kw)
+    for a, b in zip(chunked, whole):
+        assert a.prediction == b.prediction and a.scores == pytest.approx(b.scores, abs=1e-4)
+    st = llama.last_stats
+    assert (st["items"], st["shared_prefixes"]) == (whole_stats["items"] + 2 * 3, 3)   # each chunk: 3 content-free rows
+    assert st["path"] == whole_stats["path"] == "packed rows after shared prefixes"
+    assert sum(splits) == 11 + 3 * 3   # every query and each chunk's content-free prompts, tokenised once
+    splits.clear()
+    ran = llama.run(qs, cache=str(tmp_path / "c.sqlite"), chunk_size=5, **kw)
+    assert sum(splits) == 11 + 3 * 3 and [r.prediction for r in ran] == [r.prediction for r in whole]
+
+
+def test_a_long_text_never_holds_every_positions_logits(smol, monkeypatch):
+    "A whole text's window runs the output layer over a slice of positions at a time, with the same numbers."
+    text = " ".join(f"{w} {i}" for i, w in enumerate(WORDS * 8))
+    whole = smol.loglikelihood(text, progress=False)   # under the default slice: the output layer at once
+    sizes = []
+    hook = smol.model.get_output_embeddings().register_forward_hook(lambda mod, a, out: sizes.append(out.numel()))
+    monkeypatch.setattr(packing, "LOGIT_SLICE", 64 * smol.model.config.vocab_size)
+    try: sliced = smol.loglikelihood(text, progress=False)
+    finally: hook.remove()
+    assert whole.n_tokens > 400 and len(sizes) > 6 and max(sizes) <= 64 * smol.model.config.vocab_size
+    assert sliced.logprob == pytest.approx(whole.logprob, rel=1e-5, abs=1e-3)
