@@ -46,12 +46,12 @@ def no_model(llama, monkeypatch):
 
 
 @pytest.mark.parametrize("call", ["score", "score calibrate", "score chat", "run", "run cache"])
-def test_work_grows_linearly_with_the_job(no_model, chat_llama, call, tmp_path):
+def test_work_grows_linearly_with_the_job(no_model, chat_llama, call, tmp_path, monkeypatch):
     """Planning, batching and collecting are O(n log n) at worst: 4× the queries take at most 4.5× the lines
     (a step that scans the job once per query, as calibration's look-up once did, takes ~16×). `run` saves each
     query in a chunk of its own here, so that a scan per chunk, as the cache's plan look-up once did, shows too."""
     m = no_model
-    if call == "score chat": m.tokenizer.chat_template = chat_llama.tokenizer.chat_template
+    if call == "score chat": monkeypatch.setattr(m.tokenizer, "chat_template", chat_llama.tokenizer.chat_template)
     kw = {"calibrate": "Label the review as positive, negative or neutral.\n\nReview: {}\nSentiment:"} \
         if call == "score calibrate" else {"chat": True} if call == "score chat" else {}
     caches = iter(range(10))
