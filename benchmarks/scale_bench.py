@@ -225,9 +225,11 @@ def measure(spec: dict) -> dict:
                 lm_eval_loglikelihood(lm, [(tok.decode(wctx), c) for c in cands])
                 run = lambda: lm_eval_loglikelihood(lm, [(prompt, c) for c in cands])
             res["prompt_tokens"] = len(m.backend.prompt_ids(prompt))
-        elif method == "limit":
-            limit_score(model, wctx, conts)
-            run = lambda: limit_score(model, ctx, conts)
+        elif method == "limit":   # the very ids `score` reads for the same texts
+            ids, cids = m.backend.query_ids(tok.decode(ctx), [" " + tok.decode(c) for c in conts])
+            wids, wcids = m.backend.query_ids(tok.decode(wctx), [" " + tok.decode(c) for c in conts])
+            limit_score(model, wids, wcids)
+            run = lambda: limit_score(model, ids, cids)
         elif method in ("loglikelihood", "loglikelihood limit", "lm-eval rolling"):
             text = tok.decode(ctx)
             ids = tok(text, add_special_tokens=False)["input_ids"]
