@@ -62,6 +62,11 @@ class Backend:
     @property
     def dtype(self) -> torch.dtype: return self.model.dtype
 
+    @property
+    def token_numbers(self) -> int:
+        "What one token of a batch costs in activations, in numbers: the token budget's unit (16 × hidden)."
+        return 16 * self.model.config.get_text_config().hidden_size
+
     def __repr__(self): return f"{type(self).__name__}({type(self.model).__name__})"
 
 # %% ../nbs/08_backends.ipynb #f8cc7925
@@ -119,7 +124,7 @@ def budgets(self: Backend, max_tokens="auto", # token budget per batch, or "auto
     cuda = self.device.type == "cuda"
     free = torch.cuda.mem_get_info(self.device)[0] if cuda else 0
     if max_tokens == "auto":
-        per_token = 16 * self.model.config.get_text_config().hidden_size * self.dtype.itemsize
+        per_token = self.token_numbers * self.dtype.itemsize
         max_tokens = int(min(2 ** 18, max(1024, 0.3 * free // per_token))) if cuda else 2048
     if max_logits == "auto":
         max_logits = int(0.2 * free // 4) if cuda else 2 ** 23   # float32 log-probabilities; 32 MB on a CPU
@@ -312,7 +317,7 @@ class CausalBackend(CausalChecks, Backend):
     def query_length(self, ctx, conts) -> int: return len(ctx) + max(len(c) for c in conts)
     def packed_size(self, ctx, conts) -> tuple[int, int]: return packed_size(ctx, conts)
     def mask_tokens(self, length: int, keys: int) -> float:
-        return (1 if self.window is None else 2) * length * keys / (16 * self.model.config.get_text_config().hidden_size)
+        return (1 if self.window is None else 2) * length * keys / self.token_numbers
 
     def prefix_cache(self, ids: list[int]) -> PrefixCache: return prefix_cache(self.model, ids, self.device)
 
