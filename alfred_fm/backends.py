@@ -206,7 +206,7 @@ def will_share(self: Backend, share: bool | None, # `share_prefix` as the caller
     return packed and not self.no_sharing and (self.shares if share is None else share)
 
 @patch
-def prefix_cache(self: Backend, ids: list[int]):
+def prefix_cache(self: Backend, ids: list[int], after=None):
     "Refused: only a model that shares prefixes (a causal one) has a prefix cache."
     raise ValueError(f"a {self.kind} model cannot compute a shared prefix once: {self.no_sharing}")
 
@@ -319,7 +319,8 @@ class CausalBackend(CausalChecks, Backend):
     def mask_tokens(self, length: int, keys: int) -> float:
         return (1 if self.window is None else 2) * length * keys / self.token_numbers
 
-    def prefix_cache(self, ids: list[int]) -> PrefixCache: return prefix_cache(self.model, ids, self.device)
+    def prefix_cache(self, ids: list[int], after: PrefixCache | None = None) -> PrefixCache:
+        return prefix_cache(self.model, ids, self.device, after)
 
 # %% ../nbs/08_backends.ipynb #5fadfe1b
 @patch

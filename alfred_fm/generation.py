@@ -14,8 +14,8 @@ from .options import GenerateOptions
 from .hidden_states import reduced_states, check_finite
 
 # %% auto #0
-__all__ = ['generated_length', 'FiniteLogits', 'sampling_settings', 'generate_batch', 'completion_ids', 'generate_ids',
-           'generate_queries']
+__all__ = ['generated_length', 'FiniteLogits', 'sampling_settings', 'StepLogprobs', 'generate_batch', 'completion_ids',
+           'generate_ids', 'generate_queries']
 
 # %% ../nbs/11_generation.ipynb #40b2bb35
 def generated_length(tokens: list[int], eos_id: int | None, pad_id: int | None) -> int:
@@ -47,9 +47,44 @@ def sampling_settings(settings: dict) -> dict: # options for transformers' `gene
                       f"do_sample=False to sample at this temperature, or the temperature to decode greedily", stacklevel=2)
     return settings
 
+# %% ../nbs/11_generation.ipynb #2989620d
+class StepLogprobs:
+    "While `generate` runs, each generated token's log-probability from the raw logits that chose it (a forward hook)."
+    def __init__(self, model, # the model `generate` runs
+                 on: bool = True): # False: keep nothing (`logprobs` says None)
+        self.model, self.on = model, on
+        self.key = "decoder_input_ids" if model.config.is_encoder_decoder else "input_ids"
+        self.last, self.fed, self.taken, self.ok, self.handle = None, [], [], on, None
+
+    def __enter__(self):
+        if self.on: self.handle = self.model.register_forward_hook(self, with_kwargs=True)
+        return self
+
+    def __exit__(self, *exc):
+        if self.handle is not None: self.handle.remove()
+
+    def __call__(self, module, args, kwargs, output):
+        ids, logits = kwargs.get(self.key), getattr(output, "logits", None)
+        if self.last is not None:   # this forward reads the tokens that the last one's logits chose
+            if ids is None or tuple(ids.shape) != (self.last.shape[0], 1): self.ok = False
+            else: self.fed.append(ids[:, 0].cpu()); self.taken.append(self.last.gather(-1, ids.to(self.last.device))[:, 0].cpu())
+        if logits is None: self.ok = False
+        else: self.last = logits[:, -1].float().log_softmax(-1)
+
+    def logprobs(self, new: list[list[int]] # the generated tokens, a row per completion (padded alike)
+                ) -> list[list[float]] | None:
+        "Each generated token's log-probability, or None where the forwards were not one step per token, fed these tokens."
+        if not self.ok or self.last is None or len({len(n) for n in new}) != 1 or not new[0]: return None
+        tokens = torch.tensor(new)
+        if tokens.shape[0] != self.last.shape[0] or len(self.fed) != tokens.shape[1] - 1: return None
+        if self.fed and not torch.equal(torch.stack(self.fed, 1), tokens[:, :-1]): return None
+        final = self.last.gather(-1, tokens[:, -1:].to(self.last.device))[:, 0].cpu()
+        return torch.stack(self.taken + [final], 1).tolist()
+
 # %% ../nbs/11_generation.ipynb #c8731f28
-def _completions(backend, prompts: list[list[int]], settings: dict, prefix: PrefixCache | None = None) -> list[list[int]]:
-    "The tokens generated for each prompt (several per prompt with `num_return_sequences`), from one padded call."
+def _completions(backend, prompts: list[list[int]], settings: dict, prefix: PrefixCache | None = None
+                ) -> tuple[list[list[int]], list[list[float]] | None]:
+    "The tokens generated for each prompt (several per prompt with `num_return_sequences`) from one padded call, and their log-probabilities where `StepLogprobs` kept them."
     opts = {**dict(max_new_tokens=32, do_sample=False, pad_token_id=backend.pad_id), **sampling_settings(settings)}
     from transformers import LogitsProcessorList
     opts["logits_processor"] = LogitsProcessorList([*(opts.get("logits_processor") or []), FiniteLogits(len(prompts))])
@@ -62,16 +97,22 @@ def _completions(backend, prompts: list[list[int]], settings: dict, prefix: Pref
         cfg = backend.model.generation_config   # generate repeats each prompt this many times, but not the cache
         rows = len(prompts) * max(opts.get("num_beams", cfg.num_beams or 1), opts.get("num_return_sequences", cfg.num_return_sequences or 1))
         opts[cache_name(backend.model.forward)] = prefix.copies(rows)
-    new = backend.new_tokens(backend.model.generate(input_ids=ids, attention_mask=mask, **opts), ids)
-    return [row[:generated_length(row, backend.eos_id, backend.pad_id)] for row in new]
+    cfg, assisted = backend.model.generation_config, {"assistant_model", "prompt_lookup_num_tokens"} & set(opts)
+    with StepLogprobs(backend.model, on=opts.get("num_beams", cfg.num_beams or 1) == 1 and not assisted) as steps:
+        new = backend.new_tokens(backend.model.generate(input_ids=ids, attention_mask=mask, **opts), ids)
+    lps = steps.logprobs(new)
+    new = [row[:generated_length(row, backend.eos_id, backend.pad_id)] for row in new]
+    return new, None if lps is None else [lp[:len(n)] for lp, n in zip(lps, new)]
 
 # %% ../nbs/11_generation.ipynb #6370c224
-def _completion_scores(backend, prompts: list[list[int]], new: list[list[int]], prefix: PrefixCache | None = None) -> list[float]:
+def _completion_scores(backend, prompts: list[list[int]], new: list[list[int]], prefix: PrefixCache | None = None,
+                       kept: list[list[float]] | None = None) -> list[float]: # the tokens' log-probabilities, kept while generating
     "The summed log-probability of each completion after its prompt (0 for a completion of no tokens)."
     per_prompt = len(new) // len(prompts)
     scored = [i for i, n in enumerate(new) if n]
     scores = [0.0] * len(new)
-    if prefix is None: lps = backend.pair_logprobs([(prompts[i // per_prompt], new[i]) for i in scored]) if scored else []
+    if kept is not None: lps = [torch.tensor(kept[i], dtype=torch.float64) for i in scored]
+    elif prefix is None: lps = backend.pair_logprobs([(prompts[i // per_prompt], new[i]) for i in scored]) if scored else []
     else: lps = [lp for (lp,) in backend.logprobs([(prompts[i // per_prompt][prefix.length:], [new[i]]) for i in scored],
                                                    packed=True, prefix=prefix)] if scored else []
     for i, lp in zip(scored, lps):
@@ -96,8 +137,8 @@ def generate_batch(backend, # the model's backend
     if len(prompts) > 1 and (not padding or not backend.generates_padded):   # prompt by prompt, numbered as the caller's by map_batches
         one = lambda p: [generate_batch(backend, p, True, hidden_state, True, reduction, prefix, **settings)]
         return [r for rows in map_batches(one, prompts, [1] * len(prompts), max_rows=1, progress=False) for r in rows]
-    new = _completions(backend, prompts, settings, prefix)
-    scores, per_prompt = _completion_scores(backend, prompts, new, prefix), len(new) // len(prompts)
+    new, kept = _completions(backend, prompts, settings, prefix)
+    scores, per_prompt = _completion_scores(backend, prompts, new, prefix, kept), len(new) // len(prompts)
     states = [None] * len(new)
     if hidden_state:
         ids, mask = pad(prompts, backend.pad_id, side=backend.prompt_side)

@@ -13,9 +13,9 @@ from .batching import pad, position_ids, split_by_counts
 from .tokens import first_id, shared_length
 
 # %% auto #0
-__all__ = ['MIN_SHARED', 'MIN_SAVED', 'CACHED_PROMPT', 'NON_FINITE', 'LOGIT_SLICE', 'pack_row', 'packed_size', 'packed_mask',
-           'text_config', 'sliding_window', 'body_mask', 'packed_causal_logprobs', 'shared_prefixes', 'cache_name',
-           'PrefixCache', 'prefix_cache', 'lender', 'packing_problem', 'packing_works', 'last_logits',
+__all__ = ['MIN_SHARED', 'MIN_SAVED', 'PREFILL', 'CACHED_PROMPT', 'NON_FINITE', 'LOGIT_SLICE', 'pack_row', 'packed_size',
+           'packed_mask', 'text_config', 'sliding_window', 'body_mask', 'packed_causal_logprobs', 'shared_prefixes',
+           'cache_name', 'PrefixCache', 'prefix_cache', 'lender', 'packing_problem', 'packing_works', 'last_logits',
            'causal_logprobs', 'padding_problem', 'generation_padding_problem', 'shared_encoder_logprobs']
 
 # %% ../nbs/07_packing.ipynb #5e3a45b1
@@ -175,25 +175,42 @@ class PrefixCache(DynamicCache):
         return out
 
 # %% ../nbs/07_packing.ipynb #f72093ca
+PREFILL = 1024   # tokens: a cache that continues another grows by at most this many per forward
+
 def prefix_cache(model, # a transformers causal LM
                  ids: list[int], # the shared prefix's token ids
-                 device=None) -> PrefixCache:
+                 device=None,
+                 after: PrefixCache | None = None # a cache whose ids `ids` start with: only the rest is computed
+                ) -> PrefixCache:
     "The prefix run once through the model's body, its keys and values kept to lend to the rows that continue it."
     body, _ = _body_and_head(model)
-    cache = PrefixCache(ids)
-    with torch.no_grad(): body(input_ids=torch.tensor([cache.ids], device=device), use_cache=True, **{cache_name(body.forward): cache})
+    cache, name = PrefixCache(ids), cache_name(body.forward)
+    with torch.no_grad():
+        if after is None: body(input_ids=torch.tensor([cache.ids], device=device), use_cache=True, **{name: cache})
+        else:   # the model's own forward with a cache (its own causal mask), PREFILL tokens at a time
+            if cache.ids[:after.length] != after.ids: raise ValueError("a continued cache must start with the ids of the one it continues")
+            grown = after.copies(1)
+            for s in range(after.length, cache.length, PREFILL):
+                body(input_ids=torch.tensor([cache.ids[s:s + PREFILL]], device=device), use_cache=True, **{name: grown})
+            cache.kv = {i: (layer.keys, layer.values) for i, layer in enumerate(grown.layers)}
     cache.lent = True
     return cache
 
 # %% ../nbs/07_packing.ipynb #8cfaf717
-def lender(make: Callable, # makes a prefix's cache from its ids, e.g. `partial(prefix_cache, model)`
-           prefixes: list[list[int]] # the shared prefixes' ids
+def lender(make: Callable, # makes a prefix's cache from its ids (and `after=` the cache it continues), e.g. `partial(prefix_cache, model)`
+           prefixes: list[list[int]], # the shared prefixes' ids
+           after: list[int] | None = None # per prefix, the one it continues (-1: none; default none does)
           ) -> Callable:
     "A function of a prefix's index giving its cache, made on first use, the one before let go; -1 gives None."
     held = {}
     def lent(g: int):
         if g < 0: return None
-        if g not in held: held.clear(); held[g] = make(prefixes[g])
+        if g not in held:
+            a = -1 if after is None else after[g]
+            base = lent(a)   # the cache it continues stays held beside it, for the next continuation
+            held.clear()
+            if base is not None: held[a] = base
+            held[g] = make(prefixes[g]) if base is None else make(prefixes[g], after=base)
         return held[g]
     return lent
 
@@ -231,7 +248,9 @@ def packing_problem(model, pad_id: int, device=None, tol: float | None = None,
     conts = [torch.randint(0, vocab, (n,), generator=g).tolist() for n in (3, 1, 4)]
     with _window(model.config, 3 if sliding_window(model.config) else None):
         try:
-            if shared: packed = packed_causal_logprobs(model, [(ctx[4:], conts)], pad_id, device, prefix=prefix_cache(model, ctx[:4], device))[0]
+            if shared:   # a prefix's cache, continued (a long prompt after a shared prefix), then the row after it
+                pc = prefix_cache(model, ctx[:4], device, after=prefix_cache(model, ctx[:2], device))
+                packed = packed_causal_logprobs(model, [(ctx[4:], conts)], pad_id, device, prefix=pc)[0]
             else: packed = packed_causal_logprobs(model, [(ctx, conts)], pad_id, device)[0]
         except Exception as e: return f"its forward fails on packed rows ({type(e).__name__}: {str(e)[:120]})"
         with torch.no_grad():

@@ -108,18 +108,20 @@ def plan_rows(backend, planned: list[PlannedQuery], packed: bool, max_tokens: in
     return rows
 
 # %% ../nbs/10_scoring.ipynb #89207e10
-def share_prefixes(backend, planned: list[PlannedQuery], packed: bool, share: bool | None) -> tuple[list[list[int]], int]:
-    "Mark the planned queries whose prompts continue a cache (`prefix`, `shared`); return the caches' token ids, and how many are shared."
-    if not backend.will_share(share, packed): return [], 0
+def share_prefixes(backend, planned: list[PlannedQuery], packed: bool, share: bool | None
+                  ) -> tuple[list[list[int]], list[int], int]:
+    "Mark the planned queries whose prompts continue a cache (`prefix`, `shared`); return the caches' ids, the cache each continues (or -1), how many are shared."
+    if not backend.will_share(share, packed): return [], [], 0
     groups = shared_prefixes([pq.ctx for pq in planned])
     for g, (p, members) in enumerate(groups):
         for i in members: planned[i].prefix, planned[i].shared = g, p
-    prefixes = [planned[members[0]].ctx[:p] for p, members in groups]
-    for pq in planned:   # a long prompt that shares nothing: all but its last token into a cache of its own
-        if pq.prefix < 0 and len(pq.ctx) >= CACHED_PROMPT:
+    prefixes, after = [planned[members[0]].ctx[:p] for p, members in groups], [-1] * len(groups)
+    for pq in planned:   # a prompt long beyond what it shares: all but its last token into a cache of its own
+        if len(pq.ctx) - pq.shared >= CACHED_PROMPT:   # continuing its shared prefix's, if it has one
+            after.append(pq.prefix)
             pq.prefix, pq.shared = len(prefixes), len(pq.ctx) - 1
             prefixes.append(pq.ctx[:-1])
-    return prefixes, len(groups)
+    return prefixes, after, len(groups)
 
 # %% ../nbs/10_scoring.ipynb #f521ff6a
 def path_words(backend, packed: bool, shared: int = 0, cached: int = 0) -> str:
@@ -136,6 +138,7 @@ class ScoringPlan:
     rows: list # `PlannedRow`s
     packed: bool # rows hold a prompt with several candidates
     prefixes: list = field(default_factory=list) # the caches' token ids, each computed once: shared prefixes, then long prompts
+    after: list = field(default_factory=list) # per cache, the one whose ids it continues (a long prompt after a shared prefix), or -1
     shared: int = 0 # how many of `prefixes` are shared by several prompts (the rest are long prompts of one query)
     path: str = "" # how the rows run, in words: "packed rows", "packed rows after shared prefixes", ...
     fallback: str | None = None # why the model's check put the rows on a slower path than the default's
@@ -153,18 +156,22 @@ class ScoringPlan:
             raise ValueError(f"packed=True: on this {backend.model.config.model_type} model {backend.no_packing}; "
                              f"leave packed unset to score one row per candidate")
         packed = backend.packs if opts.packed is None else opts.packed
-        prefixes, shared = share_prefixes(backend, planned, packed, opts.share_prefix)
+        prefixes, after, shared = share_prefixes(backend, planned, packed, opts.share_prefix)
         fallback = (backend.no_packing if opts.packed is None and not packed else
                     backend.no_sharing if backend.kind == "causal" and packed and opts.share_prefix is None
                                           and not backend.shares else None)
         path = path_words(backend, packed, shared, len(prefixes) - shared)
-        return cls(planned, plan_rows(backend, planned, packed, max_tokens), packed, prefixes, shared, path, fallback)
+        return cls(planned, plan_rows(backend, planned, packed, max_tokens), packed, prefixes, after, shared, path, fallback)
+
+    def computed(self, g: int) -> int:
+        "The tokens cache `g`'s own forward runs: its ids, less those of the cache it continues."
+        return len(self.prefixes[g]) - (len(self.prefixes[self.after[g]]) if self.after[g] >= 0 else 0)
 
     def saved(self) -> list[int]:
         "Tokens each row does not compute: its shared prefix, less that prefix's own forward (charged to its first row)."
         out, seen = [], set()
         for r in self.rows:
-            out.append(len(self.prefixes[r.prefix]) if r.prefix in seen else 0); seen.add(r.prefix)
+            out.append(len(self.prefixes[r.prefix]) - (0 if r.prefix in seen else self.computed(r.prefix))); seen.add(r.prefix)
         return out
 
     @property
@@ -185,7 +192,7 @@ def run_plan(backend, plan: ScoringPlan, opts: ScoreOptions, stats: dict | None 
              bar=None): # the call's progress bar (default: one for this plan)
     "Token log-probabilities of every planned query's candidates, a list of floats per candidate (and, with `greedy`, the flags)."
     max_tokens, max_scored = budgets or backend.budgets(opts.max_tokens, opts.max_logits)
-    lent = lender(backend.prefix_cache, plan.prefixes)   # a group's batches run one after another: one cache at a time
+    lent = lender(backend.prefix_cache, plan.prefixes, plan.after)   # a group's batches run one after another: one cache at a time
     def run(rows):   # each batch's results as plain floats at once: no small tensor outlives its batch (see below)
         qs = [plan.queries[r.query] for r in rows]
         done = backend.logprobs([(q.ctx[q.shared:], [q.conts[c] for c in r.candidates]) for q, r in zip(qs, rows)],
@@ -197,7 +204,7 @@ def run_plan(backend, plan: ScoringPlan, opts: ScoreOptions, stats: dict | None 
                        groups=[r.prefix for r in plan.rows], saved=plan.saved() if plan.prefixes else None, stats=stats,
                        costs=[r.cost for r in plan.rows], bar=bar)
     if stats is not None:   # the budget counted each row's prefix; the statistics count the tokens that ran
-        lent_out, ran = sum(len(plan.prefixes[r.prefix]) for r in plan.rows if r.prefix >= 0), sum(map(len, plan.prefixes))
+        lent_out, ran = sum(len(plan.prefixes[r.prefix]) for r in plan.rows if r.prefix >= 0), sum(map(plan.computed, range(len(plan.prefixes))))
         stats.update(tokens=stats["tokens"] - lent_out + ran, padded=stats["padded"] - lent_out + ran,
                      shared_prefixes=plan.shared,
                      cached_prompts=len(plan.prefixes) - plan.shared, path=plan.path, fallback=plan.fallback)

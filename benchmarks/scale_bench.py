@@ -19,7 +19,9 @@ peak memory growth, the memory the returned responses hold, and the growth beyon
 **Prompt length.** One query, 4 short candidates, a prompt of L tokens; a random-weight Llama of SmolLM2's widths
 (4 layers, 65,536 positions), float32. Methods: `score`; *the limit*, written here with plain transformers: the prompt
 once through the model's causal attention into a `DynamicCache`, then each candidate against it (cropped back after
-each), the output layer only where a candidate token is predicted; lm-eval's HFLM where it fits. Also, on the same
+each), the output layer only where a candidate token is predicted; lm-eval's HFLM where it fits. *Shared*: two
+documents of L tokens after one 128-token instruction, 4 candidates each (`score`, against each whole prompt through
+the limit above, which computes the instruction twice: 128 of 2 × (128 + L) tokens). Also, on the same
 model, whole-text `loglikelihood` of an L-token text against its limit (the text through the causal kernel, the output
 layer over 1,024 positions at a time), and `generate` (8 new tokens) from an L-token prompt against transformers'
 own `generate`.
@@ -38,8 +40,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 JOB_SIZES = [1000, 10000, 50000, 200000]
 PROMPT_SIZES = [256, 512, 1024, 2048, 4096, 8192, 16384, 32768]
 JOB_METHODS = ["score", "run cache", "score calibrate", "score chat", "lm-eval"]
-PROMPT_METHODS = ["score", "limit", "lm-eval", "loglikelihood", "loglikelihood limit", "lm-eval rolling",
-                  "generate", "generate hf"]
+PROMPT_METHODS = ["score", "limit", "lm-eval", "score shared", "limit shared", "loglikelihood", "loglikelihood limit",
+                  "lm-eval rolling", "generate", "generate hf"]
 LM_EVAL_MAX = {"lm-eval": 10000, "lm-eval prompts": 8192, "lm-eval rolling": 8192}   # the next size needs over 24 GB
 GENERATE_MAX = 16384
 
@@ -225,6 +227,21 @@ def measure(spec: dict) -> dict:
                 lm_eval_loglikelihood(lm, [(tok.decode(wctx), c) for c in cands])
                 run = lambda: lm_eval_loglikelihood(lm, [(prompt, c) for c in cands])
             res["prompt_tokens"] = len(m.backend.prompt_ids(prompt))
+        elif method in ("score shared", "limit shared"):   # two documents of L tokens after one 128-token instruction
+            head, cands = tok.decode(long_ids(tok, 128, seed=99)), [" " + tok.decode(c) for c in conts]
+            docs = [(head + tok.decode(long_ids(tok, n, seed=s)), cands) for s in (1, 2)]
+            warm = [(head + tok.decode(long_ids(tok, 64, seed=s)), cands) for s in (1, 2)]
+            if method == "score shared":
+                m.score(warm, progress=False)
+                def run():
+                    out = m.score(docs, progress=False)
+                    res["path"] = m.last_stats["path"]   # the way the documents went
+                    return [x for r in out for x in r.logits.values()]
+            else:   # each whole prompt through the causal kernel (the instruction twice: 128 of 2 × (128 + L) tokens)
+                ids = [m.backend.query_ids(*q) for q in docs]
+                limit_score(model, *m.backend.query_ids(*warm[0]))
+                run = lambda: [x for i, c in ids for x in limit_score(model, i, c)]
+            res["prompt_tokens"] = len(m.backend.prompt_ids(docs[0][0]))
         elif method == "limit":   # the very ids `score` reads for the same texts
             ids, cids = m.backend.query_ids(tok.decode(ctx), [" " + tok.decode(c) for c in conts])
             wids, wcids = m.backend.query_ids(tok.decode(wctx), [" " + tok.decode(c) for c in conts])
@@ -323,7 +340,8 @@ def ratios(report: dict) -> dict:
     "The figures the targets are read from: speed and memory against the limit (prompts), rate against the smallest job."
     get = {(r["sweep"], r["size"], r["method"]): r for r in report["results"] if "error" not in r}
     out = {}
-    for ours, lim in (("score", "limit"), ("loglikelihood", "loglikelihood limit"), ("generate", "generate hf")):
+    for ours, lim in (("score", "limit"), ("score shared", "limit shared"), ("loglikelihood", "loglikelihood limit"),
+                      ("generate", "generate hf")):
         for (s, n, meth), r in sorted(get.items(), key=lambda kv: kv[0][1]):
             if s == "prompts" and meth == ours and ("prompts", n, lim) in get:
                 l = get[("prompts", n, lim)]

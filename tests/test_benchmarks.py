@@ -71,10 +71,11 @@ def test_scale_bench_quick(tmp_path):
     got = {(r["sweep"], r["size"], r["method"]): r for r in report["results"]}
     assert {m for s, _, m in got if s == "jobs"} == {"score", "run cache", "score calibrate", "score chat", "lm-eval"}
     for n in (256, 1024):
-        for ours, limit in (("score", "limit"), ("loglikelihood", "loglikelihood limit")):
+        for ours, limit in (("score", "limit"), ("score shared", "limit shared"), ("loglikelihood", "loglikelihood limit")):
             a, b = got[("prompts", n, ours)]["result"], got[("prompts", n, limit)]["result"]
             assert a == pytest.approx(b, rel=1e-4, abs=4e-4), (n, ours)
         assert got[("prompts", n, "generate")]["result"] == got[("prompts", n, "generate hf")]["result"]
+    assert got[("prompts", 256, "score shared")]["path"] == "packed rows after shared prefixes and cached prompts"
     assert all(r["beyond_responses_mb"] < 256 for r in report["results"] if r["sweep"] == "jobs" and r["method"] != "lm-eval")
     rolling, ours = got[("prompts", 256, "lm-eval rolling")]["result"], got[("prompts", 256, "loglikelihood")]["result"]
     assert rolling == pytest.approx(ours, rel=1e-4)   # lm-eval's rolling log-likelihood: the same number

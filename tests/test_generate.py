@@ -106,13 +106,23 @@ def test_nan_score_is_an_error_naming_the_prompt(tmp_path, monkeypatch):
     from alfred_fm import HuggingFaceModel
     from alfred_fm.fixtures import tiny_llama
     m = HuggingFaceModel(str(tiny_llama(tmp_path)), trust_remote_code=False)
-    real = m.backend.pair_logprobs
-    def nan_for_france(pairs):
-        out = real(pairs)
-        return [lp * float("nan") if m.tokenizer.decode(ctx).endswith("France is") else lp for (ctx, _), lp in zip(pairs, out)]
-    monkeypatch.setattr(m.backend, "pair_logprobs", nan_for_france)
+    import alfred_fm.generation as generation
+    real = generation._completions
+    def nan_for_france(backend, prompts, *a):   # the log-probabilities kept while generating, NaN for this prompt's
+        new, kept = real(backend, prompts, *a)
+        assert kept is not None
+        return new, [[float("nan")] * len(k) if m.tokenizer.decode(p).endswith("France is") else k for p, k in zip(prompts, kept)]
+    monkeypatch.setattr(generation, "_completions", nan_for_france)
     with pytest.raises(ValueError, match=r"prompt 1: its completion's score is NaN or inf.*dtype='float32' or 'bfloat16'"):
         m.generate(NAN_PROMPTS, max_new_tokens=3, batch_size=1, progress=False)
+    monkeypatch.undo()   # and the second pass, where beam search takes it
+    real_pairs = m.backend.pair_logprobs
+    def nan_for_france(pairs):
+        out = real_pairs(pairs)
+        return [lp * float("nan") if m.tokenizer.decode(ctx).endswith("France is") else lp for (ctx, _), lp in zip(pairs, out)]
+    monkeypatch.setattr(m.backend, "pair_logprobs", nan_for_france)
+    with pytest.raises(ValueError, match=r"prompt 1: its completion's score is NaN or inf"):
+        m.generate(NAN_PROMPTS, max_new_tokens=3, batch_size=1, num_beams=2, progress=False)
 
 
 # ---- temperature: Alfred's meaning (issue 13) -------------------------------------------------------------------

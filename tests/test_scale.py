@@ -87,6 +87,37 @@ def test_a_long_prompt_runs_into_a_cache_of_its_own(smol, monkeypatch):
     for a, b in zip(rs, off): assert a.logits == pytest.approx(b.logits, abs=1e-4)
 
 
+@pytest.mark.slow
+def test_a_long_prompt_after_a_shared_prefix_continues_its_cache(smol, monkeypatch):
+    """Documents after a common instruction: the instruction is computed once, each document continues its cache
+    (PREFILL tokens a forward), and its row holds the last token and the candidates; the reference's numbers."""
+    instruction = ("You sort documents by topic for a library catalogue. Read the document below and name its topic "
+                   "in a word or two; answer with the topic only, in lower case.\n\n")
+    docs = [" ".join(f"{w} {i + s}" for i, w in enumerate(WORDS * 7)) for s in (0, 500)]   # ~450 tokens each
+    queries = [(f"{instruction}Document: {d}\nTopic:", [" film", " music", " sports and games"]) for d in docs]
+    queries.append((f"{instruction}Document: a short one\nTopic:", [" film", " music"]))
+    masks, made = [], []
+    real_mask, real_cache = packing.packed_mask, packing.prefix_cache
+    monkeypatch.setattr(packing, "packed_mask", lambda seg, *a, **k: masks.append(real_mask(seg, *a, **k)) or masks[-1])
+    monkeypatch.setattr(smol.backend, "prefix_cache", lambda ids, after=None: made.append((len(ids), after is not None))
+                        or real_cache(smol.model, ids, smol.backend.device, after))
+    monkeypatch.setattr(packing, "PREFILL", 128)   # each document's cache grows over several forwards
+    rs = smol.score(queries, progress=False)
+    for q, r in zip(queries, rs):
+        ref = reference_scores(smol, q)
+        for c in q[1]: assert r.logits[c] == pytest.approx(ref[c], abs=1e-4), c
+    st = smol.last_stats
+    assert (st["path"], st["shared_prefixes"], st["cached_prompts"]) == \
+        ("packed rows after shared prefixes and cached prompts", 1, 2)
+    n = len(smol.backend.query_ids(*queries[0])[0])
+    assert n > 400 and max(m[0, 0].numel() for m in masks) < 16 * n   # no row holds a document under its mask
+    prefix = made[0][0]
+    assert made[0][1] is False and [a for _, a in made[1:]] == [True, True] and all(k > prefix + 256 for k, _ in made[1:])
+    off = smol.score(queries, progress=False, share_prefix=False)
+    assert st["tokens"] + st["tokens_saved"] == smol.last_stats["tokens"]   # the instruction computed once, not thrice
+    for a, b in zip(rs, off): assert a.logits == pytest.approx(b.logits, abs=1e-4)
+
+
 def test_the_budget_counts_the_attention_mask(llama):
     "Packed rows whose masks outgrow the budget are not batched together, though their tokens fit."
     from alfred_fm.options import ScoreOptions
