@@ -47,7 +47,7 @@ def sampling_settings(settings: dict) -> dict: # options for transformers' `gene
                       f"do_sample=False to sample at this temperature, or the temperature to decode greedily", stacklevel=2)
     return settings
 
-# %% ../nbs/11_generation.ipynb #2989620d
+# %% ../nbs/11_generation.ipynb #f6c27062
 class StepLogprobs:
     "While `generate` runs, each generated token's log-probability from the raw logits that chose it (a forward hook)."
     def __init__(self, model, # the model `generate` runs
