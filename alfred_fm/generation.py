@@ -89,16 +89,16 @@ def _completions(backend, prompts: list[list[int]], settings: dict, prefix: Pref
     from transformers import LogitsProcessorList
     opts["logits_processor"] = LogitsProcessorList([*(opts.get("logits_processor") or []), FiniteLogits(len(prompts))])
     if "stop_strings" in opts: opts.setdefault("tokenizer", backend.tokenizer)
+    beams = opts.get("num_beams", backend.model.generation_config.num_beams or 1)
     if prefix is None: ids, mask = pad(prompts, backend.pad_id, side=backend.prompt_side, device=backend.device)
     else:   # the prefix's cache, copied for every row; each prompt's own tokens padded on the left after the prefix
         own, own_mask = pad([p[prefix.length:] for p in prompts], backend.pad_id, side="left", device=backend.device)
         ids = torch.cat([torch.tensor(prefix.ids, device=own.device).expand(len(prompts), -1), own], 1)
         mask = torch.cat([torch.ones_like(ids[:, :prefix.length]), own_mask], 1)
-        cfg = backend.model.generation_config   # generate repeats each prompt this many times, but not the cache
-        rows = len(prompts) * max(opts.get("num_beams", cfg.num_beams or 1), opts.get("num_return_sequences", cfg.num_return_sequences or 1))
-        opts[cache_name(backend.model.forward)] = prefix.copies(rows)
-    cfg, assisted = backend.model.generation_config, {"assistant_model", "prompt_lookup_num_tokens"} & set(opts)
-    with StepLogprobs(backend.model, on=opts.get("num_beams", cfg.num_beams or 1) == 1 and not assisted) as steps:
+        returned = opts.get("num_return_sequences", backend.model.generation_config.num_return_sequences or 1)
+        opts[cache_name(backend.model.forward)] = prefix.copies(len(prompts) * max(beams, returned))   # generate repeats each prompt, not the cache
+    assisted = {"assistant_model", "prompt_lookup_num_tokens"} & set(opts)
+    with StepLogprobs(backend.model, on=beams == 1 and not assisted) as steps:
         new = backend.new_tokens(backend.model.generate(input_ids=ids, attention_mask=mask, **opts), ids)
     lps = steps.logprobs(new)
     new = [row[:generated_length(row, backend.eos_id, backend.pad_id)] for row in new]
