@@ -283,15 +283,18 @@ def families_row(row: dict) -> dict:
             "few-shot generate": get("generate, few-shot"), "why": "; ".join(why)}
 
 def paths_table(results: dict) -> str:
-    "A markdown table of `families.json`'s results: one row per family, its paths, its largest difference, and why it falls back."
-    head = ["family", "what matters", "`score`", "few-shot `score`", "batched rows", "few-shot `generate`", "largest difference", "why"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    """A markdown table of `families.json`'s results, one row per family: its paths and its largest difference; then,
+    below the table, why each family that falls back does (a column of sentences would make the table too wide to read)."""
+    head = ["family", "what matters", "`score`", "few-shot `score`", "batched rows", "few-shot `generate`", "largest difference"]
+    lines, why = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)], []
     for name, row in results["families"].items():
         r, worst = families_row(row), max(v["diff"] for v in row.values() if isinstance(v, dict))
         peculiar = FAMILIES[name].peculiar if name in FAMILIES else ""
-        lines.append(f"| {name} ({row['class']}) | {peculiar} | {r['score']} | {r['few-shot score']} | {r['batched rows']} | "
-                     f"{r['few-shot generate']} | {worst:.0e} | {r['why'] or '—'} |")
-    return "\n".join(lines)
+        mark = f" [{len(why) + 1}]" if r["why"] else ""
+        lines.append(f"| {name}{mark} ({row['class']}) | {peculiar} | {r['score']} | {r['few-shot score']} | {r['batched rows']} | "
+                     f"{r['few-shot generate']} | {worst:.0e} |")
+        if r["why"]: why.append(f"{len(why) + 1}. **{name}**: {r['why']}")
+    return "\n".join(lines) + ("\n\nWhy a family takes a slower path:\n\n" + "\n".join(why) if why else "")
 
 def measure_families(names=None, # families to check (default: all of `FAMILIES`)
                      job: Job = QUICK) -> dict:

@@ -35,7 +35,18 @@ def _model_to_evaluate(pretrained, dtype, device, trust_remote_code, kwargs: dic
     return pretrained
 
 # %% ../nbs/21_lm_eval.ipynb #4ba6a3f2
-@register_model("alfred_fm")
+def _register(name: str): # the model's name in lm-eval
+    """lm-eval's `register_model`, except that this class defined again (a notebook's cell run twice, or this notebook
+    run in a process where another imported `alfred_fm.lm_eval`) takes the name over instead of failing."""
+    def decorate(cls):
+        from lm_eval.api.registry import model_registry
+        old = model_registry.get(name, None)
+        if isinstance(old, type) and old is not cls and old.__qualname__ == cls.__qualname__:
+            getattr(model_registry, "_objs", {}).pop(name, None)   # the earlier definition of this very class
+        return register_model(name)(cls)
+    return decorate
+
+@_register("alfred_fm")
 class AlfredLM(LM):
     "lm-evaluation-harness's model interface on alfred_fm: `simple_evaluate(model='alfred_fm', model_args='pretrained=...')`."
     def __init__(self, pretrained, # what `HuggingFaceModel` loads (hub id, folder, `.gguf`), or a loaded `HuggingFaceModel`
@@ -74,13 +85,16 @@ class AlfredLM(LM):
         t = self.tokenizer
         return next((i for i in (t.bos_token_id, t.eos_token_id) if i is not None), getattr(self.hf.backend, "start", [None])[0])
 
-    def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+    def loglikelihood(self, requests, # lm-eval's `Instance`s, each with `args` (context, continuation)
+                      disable_tqdm: bool = False) -> list[tuple[float, bool]]: # no progress bar
         "(log-likelihood, is_greedy) of each (context, continuation) request, in order (below)."
         return _loglikelihood(self, requests, disable_tqdm)
-    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+    def loglikelihood_rolling(self, requests, # lm-eval's `Instance`s, each with `args` (text,)
+                              disable_tqdm: bool = False) -> list[float]: # no progress bar
         "The log-likelihood of each whole text, in order (below)."
         return _loglikelihood_rolling(self, requests, disable_tqdm)
-    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+    def generate_until(self, requests, # lm-eval's `Instance`s, each with `args` (context, generation settings)
+                       disable_tqdm: bool = False) -> list[str]: # no progress bar
         "Each (context, generation settings) request's completion, in order (below)."
         return _generate_until(self, requests, disable_tqdm)
 
@@ -152,7 +166,9 @@ def _generate_until(self: AlfredLM, requests, disable_tqdm: bool = False) -> lis
     return out
 
 # %% ../nbs/21_lm_eval.ipynb #db818b3a
-def _apply_chat_template(self: AlfredLM, chat_history: list[dict], add_generation_prompt: bool = True) -> str:
+def _apply_chat_template(self: AlfredLM,
+                         chat_history: list[dict], # the conversation: `{"role": ..., "content": ...}` messages
+                         add_generation_prompt: bool = True) -> str: # end with the assistant's turn opened (else continue the last message)
     "A conversation as the tokenizer's chat template lays it out (lm-eval's `HFLM.apply_chat_template`)."
     kw = dict(tokenize=False, add_generation_prompt=add_generation_prompt, continue_final_message=not add_generation_prompt)
     try: return self.tokenizer.apply_chat_template(chat_history, **kw)

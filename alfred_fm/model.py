@@ -50,6 +50,7 @@ class GenerateMethods:
         "Complete each prompt; one `CompletionResponse` per prompt (a list of them with `num_return_sequences`), in order."
         self.last_stats = {}
         return generate_queries(self.backend, queries, GenerateOptions.from_kwargs(**kwargs), self.last_stats)
+    generate.__delwrap__ = GenerateOptions.__init__   # where its options' descriptions are (`keep=True` records none)
 
     def _generate_batch(self, batch: list, # prompts (token-id lists when `tokenized`)
                         padding: bool = True, # one padded call; False generates prompt by prompt
@@ -108,7 +109,8 @@ class RunMethods:
         "A digest of what decides this model's numbers now: versions, configuration, tokenizer, every weight (read each time)."
         return fingerprint(self.backend)
 
-    def query_key(self, query, options: dict | None = None) -> str:
+    def query_key(self, query, # a query, as `run` takes it
+                  options: dict | None = None) -> str: # `run`'s options for it (those that change the numbers count)
         "The cache key of a query's response: model fingerprint, query, and the options that change its numbers."
         return query_key(self.fingerprint, query, options)
 
@@ -167,7 +169,7 @@ class HuggingFaceModel(ScoreMethods, GenerateMethods, EncodeMethods, TextMethods
         return self
 
     @classmethod
-    def bundled(cls, **kwargs):
+    def bundled(cls, **kwargs): # options of `HuggingFaceModel`, e.g. `dtype` or `device_map`
         "The default model, SmolLM2-135M-Instruct (GGUF, dequantised to float32), loaded offline, with no remote code."
         return cls(str(bundled_model()), **{"trust_remote_code": False, **kwargs})
 

@@ -55,18 +55,19 @@ def content_free_prompts(calibrate) -> list[str]:
 def option(default, # the default value
            changes_numbers: bool, # True when another value can give another answer
            check=None, # a function of the value that raises a clear error for a bad one
-           key=None): # a function giving what the cache key holds for a value (default: the value)
+           key=None, # a function giving what the cache key holds for a value (default: the value)
+           doc: str | None = None): # what it does, where no comment beside a field can say it (the API reference reads both)
     "A dataclass field for an option, with what `Options` needs to know about it."
-    return field(default=default, metadata=dict(changes_numbers=changes_numbers, check=check, key=key))
+    return field(default=default, metadata=dict(changes_numbers=changes_numbers, check=check, key=key, doc=doc))
 
 # %% ../nbs/04_options.ipynb #1ccc39e8
 def number(default, check=None, key=None):
     "An option that can change the answers (it is part of the cache key)."
     return option(default, True, check, key)
 
-def how(default, check=None):
+def how(default, check=None, doc=None):
     "An option that changes only how the work is done: batching, budgets, progress bars."
-    return option(default, False, check)
+    return option(default, False, check, doc=doc)
 
 # %% ../nbs/04_options.ipynb #c0c245b2
 @dataclass(frozen=True)
@@ -128,10 +129,10 @@ def _no_grad(name):
 def alfred_options(cls):
     "`cls`, an options dataclass, with Alfred's four options added after its own; none of them changes the numbers."
     return dataclasses.make_dataclass(cls.__name__, [
-        ("no_tqdm", bool, how(False, _is_bool("no_tqdm"))), # Alfred's name: True is progress=False
-        ("batch_policy", str, how("dynamic", _batch_policy)), # Alfred's "dynamic" or "static": accepted; batches always follow the token budget
-        ("pretokenize", bool, how(True, _is_bool("pretokenize"))), # Alfred's: accepted; texts are always tokenized once, while batching
-        ("with_grad", bool, how(False, _no_grad("with_grad")))], # Alfred's: responses keep no gradients, so only False is accepted
+        ("no_tqdm", bool, how(False, _is_bool("no_tqdm"), "Alfred's name for it: True is `progress=False`")),
+        ("batch_policy", str, how("dynamic", _batch_policy, "Alfred's \"dynamic\" or \"static\": accepted; batches always follow the token budget")),
+        ("pretokenize", bool, how(True, _is_bool("pretokenize"), "Alfred's: accepted; texts are always tokenized once, while batching")),
+        ("with_grad", bool, how(False, _no_grad("with_grad"), "Alfred's: responses keep no gradients, so only False is accepted"))],
         bases=(cls,), frozen=True, namespace=dict(__doc__=cls.__doc__, __module__=cls.__module__, __qualname__=cls.__qualname__))
 
 # %% ../nbs/04_options.ipynb #392ed67e

@@ -11,7 +11,10 @@ Rules, close to what nbdev's docs show for the same notebook:
   outputs, `#| output: false` only the code);
 - the title cell (`# Title` then `> description`) becomes `# Title` and a blockquote; any other
   line in it (quarto front matter such as `- order: 1`) is dropped, as nbdev does;
-- markdown cells are copied; code cells become ```python blocks, followed by their saved
+- markdown cells are copied, with Quarto's conditional blocks applied for the markdown format
+  (`::: {.content-visible when-format="markdown"}` kept, `when-format="html"` dropped; `.content-hidden`
+  the other way round) and the site's relative links (`scoring.html`) made absolute, to the docs site;
+- code cells become ```python blocks, followed by their saved
   outputs: stream, `text/plain` results and tracebacks as plain fenced blocks, `text/markdown`
   results as markdown. Images and HTML-only outputs are left out.
 Only the standard library is used, so it runs before anything is installed (except `--execute`,
@@ -57,6 +60,23 @@ def _outputs(cell):
             elif 'text/plain' in data: res.append(_fence(_src(data['text/plain'])))
     return [r for r in res if r.strip()]
 
+_FENCE = re.compile(r'^:::+\s*\{\.content-(visible|hidden)\s+when-format="([^"]+)"\}\s*$')
+
+def _conditional(text):
+    "`text` as the markdown format shows it: Quarto's `.content-visible`/`.content-hidden` blocks kept or dropped."
+    out, keep = [], [True]
+    for line in text.splitlines():
+        if (m := _FENCE.match(line.strip())):
+            shown = (m.group(2) == 'markdown') == (m.group(1) == 'visible')
+            keep.append(keep[-1] and shown); continue
+        if line.strip() == ':::' and len(keep) > 1: keep.pop(); continue
+        if keep[-1]: out.append(line)
+    return '\n'.join(out).strip()
+
+def _absolute_links(text, site):
+    "The site's own links (`](scoring.html#x)`) pointed at the published site, for a README read elsewhere."
+    return re.sub(r'\]\((?![a-z]+:|#|/)([\w./-]+\.html(?:#[^)]*)?)\)', lambda m: f']({site}/{m.group(1)})', text)
+
 def _title(source):
     "`# Title` and `> description` from the title cell, or None when `source` is not one."
     lines = [l.strip() for l in source.strip().splitlines() if l.strip()]
@@ -64,15 +84,20 @@ def _title(source):
     desc = [l for l in lines[1:] if l.startswith('>')]
     return '\n\n'.join([lines[0]] + desc[:1])
 
-def render(nb):
+def _site():
+    cfg = ConfigParser(delimiters=['=']); cfg.read(ROOT/'settings.ini', encoding='utf-8')
+    d = cfg['DEFAULT']
+    return (d.get('doc_host', '') + d.get('doc_baseurl', '')).rstrip('/')
+
+def render(nb, site=None):
     "Markdown text of notebook `nb` (a dict read from .ipynb JSON)."
-    parts, seen_title = [], False
+    parts, seen_title, site = [], False, _site() if site is None else site
     for cell in nb['cells']:
         source = _src(cell.get('source'))
         if cell['cell_type'] == 'markdown':
             if not seen_title and (t := _title(source)) is not None:
                 parts.append(t); seen_title = True
-            elif source.strip(): parts.append(source.strip())
+            elif (text := _absolute_links(_conditional(source), site)): parts.append(text)
             seen_title = True  # only the first markdown cell can be the title cell
         elif cell['cell_type'] == 'code':
             direcs, code = _split_directives(source)
