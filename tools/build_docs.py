@@ -92,7 +92,8 @@ def build(workers: int = 2, execute: bool = True) -> Path:
     if execute or not run_dir.exists():
         shutil.rmtree(run_dir, ignore_errors=True)
         shutil.copytree(src, run_dir)
-    for f in ("_quarto.yml", "nbs/styles.css", "nbs/favicon.svg"):   # the site's configuration, wherever the link points
+    # the site's configuration (the top-level file, wherever the link points) and its files, fresh also with --again
+    for f in ("_quarto.yml", "nbs/styles.css", "nbs/favicon.svg"):
         shutil.copy2(ROOT / f, run_dir / Path(f).name)
     notebooks = sorted(str(p) for p in run_dir.glob("*.ipynb") if not p.name.startswith("_")) if execute or not run_dir.exists() else []
     def run(nb):   # each notebook in its own interpreter, as a user would run it
