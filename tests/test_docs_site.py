@@ -69,6 +69,21 @@ def test_the_top_bar_shows_the_package_version_and_the_repository():
     assert (ROOT / "nbs" / yaml.safe_load((ROOT / "_quarto.yml").read_text())["website"]["favicon"]).exists()
 
 
+def test_the_readme_opens_with_the_two_commands_and_links_to_the_site():
+    """README.md, made from nbs/index.ipynb, opens with CI's install-and-demo and test commands (a block only the
+    markdown format shows; the home page opens with `pip install` and an example instead), and the site's relative
+    links point at the published site there."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import make_readme
+    readme, ci = (ROOT / "README.md").read_text(), (ROOT / ".ci" / "run").read_text()
+    install, test = (re.search(rf"{k}='(.*)'", ci).group(1) for k in ("INSTALL_CMD", "TEST_CMD"))
+    assert re.findall(r"```sh\n(.*?)\n```", readme, re.S)[:2] == [install, test]
+    assert readme.index(test) < readme.index("## Install")
+    assert "](reference.html" not in readme and "](https://alfred-fm.github.io/alfred_fm/reference.html)" in readme
+    md = 'a\n\n::: {.content-visible when-format="html"}\nsite\n:::\n\n::: {.content-hidden when-format="html"}\nreadme\n:::\n\nb'
+    assert make_readme._conditional(md) == "a\n\nreadme\n\nb"
+
+
 # ---------------------------------------------------------------- the built site (slow)
 
 @pytest.fixture(scope="module")

@@ -64,13 +64,15 @@ _FENCE = re.compile(r'^:::+\s*\{\.content-(visible|hidden)\s+when-format="([^"]+
 
 def _conditional(text):
     "`text` as the markdown format shows it: Quarto's `.content-visible`/`.content-hidden` blocks kept or dropped."
-    out, keep = [], [True]
+    out, keep, fenced = [], [True], False
     for line in text.splitlines():
         if (m := _FENCE.match(line.strip())):
             shown = (m.group(2) == 'markdown') == (m.group(1) == 'visible')
-            keep.append(keep[-1] and shown); continue
-        if line.strip() == ':::' and len(keep) > 1: keep.pop(); continue
-        if keep[-1]: out.append(line)
+            keep.append(keep[-1] and shown); fenced = True; continue
+        if line.strip() == ':::' and len(keep) > 1: keep.pop(); fenced = True; continue
+        if not keep[-1]: continue
+        if fenced and not line.strip() and out and not out[-1].strip(): continue   # one blank line where a block was
+        out.append(line); fenced = fenced and not line.strip()
     return '\n'.join(out).strip()
 
 def _absolute_links(text, site):
