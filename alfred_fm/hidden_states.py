@@ -76,7 +76,8 @@ def _text_ids(backend, texts: list[str]) -> list[list[int]]:
 # %% ../nbs/09_hidden_states.ipynb #793b1896
 def embed_texts(backend, # the model's backend
                 texts, # a text or a list of texts
-                opts: EncodeOptions): # checked options
+                opts: EncodeOptions, # checked options
+                stats: dict | None = None): # filled with the batches' statistics
     "Embed texts: a float32 tensor [n, hidden] in the order given (a list of [tokens, hidden] for 'none')."
     single = isinstance(texts, str)
     texts = [texts] if single else list(texts)
@@ -84,7 +85,7 @@ def embed_texts(backend, # the model's backend
     backend.check_layer(opts.layer)
     out = map_batches(lambda b: embed_batch(backend, b, opts.reduction, opts.layer, tokenized=True), toks,
                       [len(t) for t in toks], backend.budgets(opts.max_tokens)[0], opts.batch_size, opts.progress,
-                      desc="encode")
+                      desc="encode", stats=stats)
     if opts.reduction == "none": return out[0] if single else out
     out = torch.stack(out)
     if opts.normalize: out = torch.nn.functional.normalize(out, dim=-1)

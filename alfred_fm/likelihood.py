@@ -220,13 +220,14 @@ def token_scores(backend, # the model's backend
                  opts: TextOptions, # checked options
                  surprisal: bool = False, # negative log-probabilities
                  base_two: bool = False, # in bits
-                 words: bool = False # one value per whitespace-separated word: its tokens' sum
+                 words: bool = False, # one value per whitespace-separated word: its tokens' sum
+                 stats: dict | None = None # filled with the batches' statistics
                 ) -> list[list[tuple[str, float]]]:
     "Per text, (token, value) pairs, or (word, value) with `words`: log-probability or surprisal, in nats or bits."
     for name, v in (("surprisal", surprisal), ("base_two", base_two), ("words", words)): _is_bool(name)(v)
     if words: check_offsets(backend.tokenizer)   # before the work
     out = []
-    for text, (ids, lp) in zip(texts, text_logprobs(backend, texts, opts)):
+    for text, (ids, lp) in zip(texts, text_logprobs(backend, texts, opts, stats)):
         vals = token_values(lp, surprisal, base_two)
         if not words: out.append(_token_detail(backend.tokenizer, ids, vals)); continue
         spans, sums = token_words(backend.tokenizer, text), {}
@@ -260,5 +261,6 @@ class TextMethods:
                     **kwargs): # `TextOptions`
         "minicons' `token_score`: (token, value) pairs per text, or (word, value) with `words=True`."
         texts, single = as_texts(texts)
-        out = token_scores(self.backend, texts, TextOptions(**kwargs), surprisal, base_two, words)
+        self.last_stats = {}
+        out = token_scores(self.backend, texts, TextOptions(**kwargs), surprisal, base_two, words, self.last_stats)
         return out[0] if single else out

@@ -68,7 +68,8 @@ class EncodeMethods:
     def encode(self, texts, # a text or a list of texts
                **kwargs):
         "Embed texts: a float32 tensor [n, hidden] in the order given (a list of [tokens, hidden] for 'none')."
-        return embed_texts(self.backend, texts, EncodeOptions(**kwargs))
+        self.last_stats = {}
+        return embed_texts(self.backend, texts, EncodeOptions(**kwargs), self.last_stats)
 
     def _encode_batch(self, batch_instance, # texts, or token-id lists when `tokenized=True`
                       reduction: str = "mean", # one of `REDUCTIONS`

@@ -3,6 +3,8 @@
 two computations of model numbers (`assert_same`: within the numerical contract `TOL`, never tighter)."""
 import weakref
 
+import pytest
+
 from alfred_fm.fixtures import TOL, assert_same, causal_reference, seq2seq_reference  # noqa: F401 -- for the tests
 
 
@@ -19,3 +21,14 @@ def reference_scores(model, query, **kw):
     for k in conts:
         if (tuple(ctx), tuple(k)) not in memo: memo[tuple(ctx), tuple(k)] = ref(model.model, ctx, k).double().sum().item()
     return {c: memo[tuple(ctx), tuple(k)] for c, k in zip(cands, conts)}
+
+
+def assert_reference(model, # a `HuggingFaceModel`
+                     queries, # `(prompt, candidates)` pairs
+                     responses, # the `RankedResponse` of each, in the same order
+                     eps: float = TOL): # the numerical contract on summed log-probabilities
+    "Each response holds its query's candidates, in order, with the one-pair reference's summed log-probabilities."
+    for (prompt, cands), r in zip(queries, responses, strict=True):
+        ref = reference_scores(model, (prompt, cands))
+        assert list(r.logits) == list(cands), prompt[-60:]
+        for c in cands: assert r.logits[c] == pytest.approx(ref[c], abs=eps), (prompt[-60:], c)

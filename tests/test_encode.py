@@ -66,3 +66,17 @@ def test_nan_embedding_is_an_error_naming_the_text(tmp_path, batch_size):
     for reduction in ("mean", "none"):
         with pytest.raises(ValueError, match=r"text 1: its embedding is NaN or inf.*dtype='float32' or 'bfloat16'"):
             m.encode(texts, reduction=reduction, batch_size=batch_size, progress=False)
+
+
+def test_every_public_call_leaves_its_own_statistics(llama):
+    "`last_stats` describes the last call, whichever it was: `encode` and `token_score` reset and fill it too."
+    texts = ["a short text", "a longer text than the other one, by some way"]
+    llama.score(("Q: A:", [" yes", " no"]), progress=False)
+    assert llama.last_stats["items"] == 1
+    llama.encode(texts, progress=False, batch_size=1)
+    assert (llama.last_stats["items"], llama.last_stats["batches"]) == (2, 2)
+    assert llama.last_stats["tokens"] == sum(len(llama.tokenizer(t)["input_ids"]) for t in texts)
+    llama.token_score(texts[:1], progress=False)
+    assert llama.last_stats["items"] == 1 and llama.last_stats["tokens"] > 0
+    llama.generate("Q:", max_new_tokens=2, progress=False)
+    assert llama.last_stats["items"] == 1

@@ -2,7 +2,7 @@
 import pytest
 import torch
 import alfred_fm.backends as backends
-from reference import reference_scores
+from reference import assert_reference
 
 LABELS = [" sports", " politics", " science", " business", " technology", " health", " entertainment", " travel",
           " food and drink", " world news", " education", " the environment", " crime", " religion", " fashion",
@@ -17,12 +17,6 @@ LETTERS = [("Question: Which of these is a mammal?\nA) shark B) dolphin C) trout
            ("Question: What is 3 + 4?\nA) 5 B) 6 C) 7 D) 8\nAnswer:", [" A", " B", " C", " D"])]
 
 
-def _assert_reference(model, queries, responses, eps=1e-4):
-    for q, r in zip(queries, responses):
-        ref = reference_scores(model, q)
-        for c in q[1]: assert r.logits[c] == pytest.approx(ref[c], abs=eps), (q[0][:40], c)
-
-
 def test_packing_is_used_for_smollm2(smol):
     assert smol.backend.packs
 
@@ -30,14 +24,14 @@ def test_packing_is_used_for_smollm2(smol):
 def test_label_set_equals_reference(smol):
     queries = [(a, LABELS) for a in ARTICLES]
     rs = smol.score(queries, progress=False)
-    _assert_reference(smol, queries, rs)
+    assert_reference(smol, queries, rs)
     assert smol.last_stats["items"] == len(queries)          # one packed row per prompt
     assert "sports" in rs[1].prediction and "science" in rs[2].prediction
 
 
 def test_single_token_answers_equal_reference(smol):
     rs = smol.score(LETTERS, progress=False)
-    _assert_reference(smol, LETTERS, rs)
+    assert_reference(smol, LETTERS, rs)
     assert smol.last_stats["tokens"] == sum(len(smol.backend.query_ids(*q)[0]) for q in LETTERS)   # the row is the prompt
 
 
@@ -46,7 +40,7 @@ def test_small_budget_splits_a_prompts_candidates_over_rows(smol):
     longest_prompt = max(len(smol.backend.query_ids(a, LABELS)[0]) for a in ARTICLES)
     rs = smol.score(queries, max_tokens=longest_prompt + 2, progress=False)
     assert smol.last_stats["items"] > len(queries)
-    _assert_reference(smol, queries, rs)
+    assert_reference(smol, queries, rs)
 
 
 def test_packed_equals_one_row_per_pair(smol, t5):
@@ -88,4 +82,4 @@ def test_a_model_that_fails_the_packing_check_falls_back(tmp_path):
     with pytest.warns(UserWarning, match="scoring one row per candidate"):
         rs = m.score([(a, LABELS[:3]) for a in ARTICLES], progress=False)
     assert not m.backend.packs
-    _assert_reference(m, [(a, LABELS[:3]) for a in ARTICLES], rs)
+    assert_reference(m, [(a, LABELS[:3]) for a in ARTICLES], rs)

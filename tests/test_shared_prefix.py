@@ -9,7 +9,7 @@ from alfred_fm import RankedQuery
 from alfred_fm.fixtures import causal_reference
 from alfred_fm.options import ScoreOptions
 from alfred_fm.scoring import ScoringPlan, run_plan
-from reference import reference_scores
+from reference import assert_reference, reference_scores
 
 AG_NEWS = [" world news", " sports", " business", " science and technology"]
 SHOTS = ("Classify each news article by its topic.\n\n"
@@ -27,12 +27,6 @@ def _few_shot(articles=ARTICLES):
     return [(SHOTS + f"Article: {a}\nTopic:", AG_NEWS) for a in articles]
 
 
-def _assert_reference(model, queries, responses, eps=1e-4):
-    for q, r in zip(queries, responses):
-        ref = reference_scores(model, q)
-        assert r.logits == pytest.approx(ref, abs=eps), q[0][-60:]
-
-
 @pytest.fixture
 def count_prefixes(monkeypatch):
     "Counts the prefix forwards a model's backend runs."
@@ -48,7 +42,7 @@ def test_smollm2_shares_and_equals_reference(smol, count_prefixes):
     calls = count_prefixes(smol)
     qs = _few_shot()
     rs = smol.score(qs, progress=False)
-    _assert_reference(smol, qs, rs)
+    assert_reference(smol, qs, rs)
     st = dict(smol.last_stats)
     assert st["shared_prefixes"] == 1 and len(calls) == 1              # the prefix ran once, for every query
     assert calls[0] >= len(smol.backend.query_ids(SHOTS, AG_NEWS)[0]) - 2   # it is (nearly) the whole 3-shot block
@@ -73,7 +67,7 @@ def test_batch_boundaries_order_and_several_prefixes(llama, count_prefixes):
     runs = [llama.score(qs, progress=False), llama.score(qs, batch_size=1, progress=False),
             llama.score(qs, max_tokens=len(llama.backend.query_ids(*qs[0])[0]) // 3, progress=False)]
     assert calls and len(calls) == 3 * 2                                  # two prefixes, each once per call
-    for run in runs: _assert_reference(llama, qs, run)
+    for run in runs: assert_reference(llama, qs, run)
 
 
 def test_prefix_that_is_a_whole_prompt_and_merging_candidates(llama):
@@ -86,7 +80,7 @@ def test_prefix_that_is_a_whole_prompt_and_merging_candidates(llama):
     rs = llama.score(qs, progress=False)
     off = llama.score(qs, share_prefix=False, progress=False)
     for a, b in zip(rs, off): assert a.logits == pytest.approx(b.logits, abs=1e-4)
-    _assert_reference(llama, qs[:2], rs[:2])
+    assert_reference(llama, qs[:2], rs[:2])
 
 
 def test_calibration_shares_the_template_prefix(smol, count_prefixes):
@@ -135,7 +129,7 @@ def test_fallback_for_a_model_that_fails_the_check(llama, monkeypatch):
     monkeypatch.setattr(type(llama.backend), "shares", property(lambda self: False))
     rs = llama.score(qs, progress=False)
     assert llama.last_stats["shared_prefixes"] == 0
-    _assert_reference(llama, qs, rs)
+    assert_reference(llama, qs, rs)
 
 
 def test_seq2seq_never_shares(t5):
