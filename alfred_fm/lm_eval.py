@@ -34,7 +34,7 @@ def _model_to_evaluate(pretrained, dtype, device, trust_remote_code, kwargs: dic
                                f"with them, or pass pretrained as the model's path")
     return pretrained
 
-# %% ../nbs/21_lm_eval.ipynb #4ba6a3f2
+# %% ../nbs/21_lm_eval.ipynb #9635a6a9
 def _register(name: str): # the model's name in lm-eval
     """lm-eval's `register_model`, except that this class defined again (a notebook's cell run twice, or this notebook
     run in a process where another imported `alfred_fm.lm_eval`) takes the name over instead of failing."""
@@ -46,6 +46,7 @@ def _register(name: str): # the model's name in lm-eval
         return register_model(name)(cls)
     return decorate
 
+# %% ../nbs/21_lm_eval.ipynb #4ba6a3f2
 @_register("alfred_fm")
 class AlfredLM(LM):
     "lm-evaluation-harness's model interface on alfred_fm: `simple_evaluate(model='alfred_fm', model_args='pretrained=...')`."
