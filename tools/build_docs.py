@@ -33,20 +33,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_readme import execute   # noqa: E402 -- one way to run a notebook and keep its outputs, for README and site
-
-
-def site_url() -> str:
-    "Where nbdev's links point: settings.ini's `doc_host` + `doc_baseurl`."
-    from nbdev.config import get_config
-    cfg = get_config(path=ROOT)
-    return f"{cfg.doc_host}{cfg.doc_baseurl}".rstrip("/") + "/"
+from make_readme import execute, site_url   # noqa: E402 -- one way to run a notebook and keep its outputs, and the site's address
 
 
 def name_pages(proc: Path) -> dict:
     """Rename each processed notebook in `proc` to its `output-file` (smalldocs names a page after its notebook) and
     drop that key; make links to the published site relative; point the sidebar at the new names. {old: new}."""
-    url, renames = site_url(), {}
+    url, renames = site_url() + "/", {}   # where nbdev's links point
     for nb in sorted(proc.glob("*.ipynb")):
         text = nb.read_text(encoding="utf-8").replace(url, "")
         data = json.loads(text)

@@ -86,14 +86,15 @@ def _title(source):
     desc = [l for l in lines[1:] if l.startswith('>')]
     return '\n\n'.join([lines[0]] + desc[:1])
 
-def _site():
+def site_url():
+    "Where the docs site is published (settings.ini's `doc_host` + `doc_baseurl`), without a trailing slash."
     cfg = ConfigParser(delimiters=['=']); cfg.read(ROOT/'settings.ini', encoding='utf-8')
     d = cfg['DEFAULT']
     return (d.get('doc_host', '') + d.get('doc_baseurl', '')).rstrip('/')
 
 def render(nb, site=None):
     "Markdown text of notebook `nb` (a dict read from .ipynb JSON)."
-    parts, seen_title, site = [], False, _site() if site is None else site
+    parts, seen_title, site = [], False, site_url() if site is None else site
     for cell in nb['cells']:
         source = _src(cell.get('source'))
         if cell['cell_type'] == 'markdown':
