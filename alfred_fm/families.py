@@ -8,11 +8,11 @@ import math, shutil, tempfile, warnings
 from dataclasses import dataclass
 from pathlib import Path
 import torch
-from .fixtures import bpe_tokenizer, causal_reference, seq2seq_reference, TOL
+from .fixtures import bpe_tokenizer, reference_logprobs, greedy_reference, TOL
 
 # %% auto #0
-__all__ = ['FAMILIES', 'NOT_BUILT', 'QUICK', 'FULL', 'Family', 'tiny_family', 'Job', 'greedy_reference', 'check_paths',
-           'families_row', 'paths_table', 'measure_families']
+__all__ = ['FAMILIES', 'NOT_BUILT', 'QUICK', 'FULL', 'Family', 'tiny_family', 'Job', 'check_paths', 'families_row', 'paths_table',
+           'measure_families']
 
 # %% ../nbs/22_families.ipynb #068de973
 _SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
@@ -177,8 +177,11 @@ FULL = _job(scale=3, shots=12, max_tokens=160, max_new_tokens=12)
 
 # %% ../nbs/22_families.ipynb #81226053
 def _reference(model, ctx: list[int], cont: list[int]) -> float:
-    ref = seq2seq_reference if model.kind == "seq2seq" else causal_reference
-    return ref(model.model, ctx, cont).double().sum().item()
+    return reference_logprobs(model.model, ctx, cont).double().sum().item()
+
+def _route(model, diff: float) -> dict:
+    "The path the last call took, why a check chose it, and its largest difference to the reference."
+    return dict(path=model.last_stats["path"], fallback=model.last_stats["fallback"], diff=diff)
 
 def _check_score(model, queries: list, job: Job) -> dict:
     rs = model.score(queries, progress=False, max_tokens=job.max_tokens)
@@ -186,7 +189,7 @@ def _check_score(model, queries: list, job: Job) -> dict:
     for (prompt, cands), r in zip(queries, rs):
         ctx, conts = model.backend.query_ids(prompt, cands)
         diff = max([diff] + [abs(r.logits[c] - _reference(model, ctx, k)) for c, k in zip(cands, conts)])
-    return dict(path=model.last_stats["path"], fallback=model.last_stats["fallback"], diff=diff)
+    return _route(model, diff)
 
 def _check_score_batch(model, job: Job) -> dict:
     pairs = [(p, c) for p, cs in job.queries for c in cs]
@@ -194,31 +197,16 @@ def _check_score_batch(model, job: Job) -> dict:
     for (p, c), o in zip(pairs, out):
         ctx, (k,) = model.backend.query_ids(p, [c])
         diff = max(diff, abs(float(o["logit"]) - _reference(model, ctx, k)))
-    return dict(path="one row per pair" if model.backend.pads else "one row at a time", fallback=model.backend.no_padding
-                if model.kind == "causal" and not model.backend.pads else None, diff=diff)
+    return _route(model, diff)
 
 # %% ../nbs/22_families.ipynb #2f6c1e8a
 def _check_loglikelihood(model, job: Job) -> dict:
     res, b, diff = model.loglikelihood(job.texts, progress=False, max_tokens=job.max_tokens), model.backend, 0.0
     for t, r in zip(job.texts, res):
         diff = max(diff, abs(r.logprob - _reference(model, b.start, model.tokenizer(t, add_special_tokens=False)["input_ids"])))
-    return dict(path="one row per window" if b.pads else "one window at a time", fallback=b.no_padding, diff=diff)
+    return _route(model, diff)
 
 # %% ../nbs/22_families.ipynb #0b9d7c35
-def greedy_reference(model, prompt: list[int], n: int) -> tuple[list[int], float]:
-    "Greedy decoding of `n` tokens by full unpadded forwards, no cache: the tokens and their summed log-probability."
-    new, total, b = [], 0.0, model.backend
-    with torch.no_grad():
-        for _ in range(n):
-            if model.kind == "seq2seq":
-                dec = torch.tensor([[b.model.config.decoder_start_token_id] + new], device=model.model.device)
-                logits = model.model(input_ids=torch.tensor([prompt], device=dec.device), decoder_input_ids=dec).logits
-            else: logits = model.model(torch.tensor([prompt + new], device=model.model.device)).logits
-            lp = logits[0, -1].float().log_softmax(-1)
-            t = int(lp.argmax()); total += lp[t].item(); new.append(t)
-            if t == b.eos_id: break
-    return new, total
-
 def _check_generate(model, prompts: list[str], job: Job) -> dict:
     n = job.max_new_tokens
     together = model.generate(prompts, max_new_tokens=n, progress=False, max_tokens=job.max_tokens)
@@ -226,7 +214,7 @@ def _check_generate(model, prompts: list[str], job: Job) -> dict:
     alone = [model.generate(p, max_new_tokens=n, progress=False) for p in prompts]
     diff = 0.0
     for p, t, a in zip(prompts, together, alone):
-        ids, lp = greedy_reference(model, model.backend.prompt_ids(p), n)
+        ids, lp = greedy_reference(model.model, model.backend.prompt_ids(p), n, model.backend.eos_id)
         text = model.tokenizer.decode(ids, skip_special_tokens=True)
         if t.prediction != text or a.prediction != text: return dict(path=stats["path"], fallback=stats["fallback"], diff=math.inf)
         diff = max(diff, abs(t.score - lp), abs(a.score - lp))
@@ -246,7 +234,7 @@ def _check_encode(model, job: Job) -> dict:
         want = torch.stack([_reduced(h, r) for h in states])
         got = model.encode(job.encode, reduction=r, progress=False, max_tokens=job.max_tokens)
         diff = max(diff, ((got - want).abs().max() / want.abs().max().clamp(min=1)).item())
-    return dict(path="masked reductions of right-padded rows", fallback=None, diff=diff)
+    return _route(model, diff)
 
 # %% ../nbs/22_families.ipynb #d84b1c7e
 def check_paths(model, # a loaded `HuggingFaceModel`
@@ -255,11 +243,11 @@ def check_paths(model, # a loaded `HuggingFaceModel`
     row = {"class": type(model.model).__name__, "kind": model.kind}
     with warnings.catch_warnings():   # a check that fails warns once; here the row records it
         warnings.simplefilter("ignore")
-        if model.kind in ("causal", "seq2seq"):
+        if model.backend.scores:
             row["score"] = _check_score(model, job.queries, job)
             row["_score_batch"] = _check_score_batch(model, job)
             row["generate"] = _check_generate(model, job.prompts, job)
-        if model.kind == "causal":
+        if model.backend.reads_texts:   # whole texts, and few-shot prompts that share their prefix
             row["score, few-shot"] = _check_score(model, job.few_shot, job)
             row["loglikelihood"] = _check_loglikelihood(model, job)
             row["generate, few-shot"] = _check_generate(model, [p for p, _ in job.few_shot[:4]], job)

@@ -11,11 +11,11 @@ from .packing import PrefixCache, shared_prefixes, lender, cache_name
 from .queries import CompletionQuery, as_queries
 from .responses import CompletionResponse
 from .options import GenerateOptions
-from .hidden_states import reduced_states, check_finite
+from .hidden_states import prompt_states, check_finite
 
 # %% auto #0
 __all__ = ['generated_length', 'FiniteLogits', 'sampling_settings', 'StepLogprobs', 'generate_batch', 'completion_ids',
-           'generate_ids', 'generate_queries']
+           'generate_from_ids', 'generate_queries']
 
 # %% ../nbs/11_generation.ipynb #40b2bb35
 def generated_length(tokens: list[int], eos_id: int | None, pad_id: int | None) -> int:
@@ -134,15 +134,14 @@ def generate_batch(backend, # the model's backend
     prompts = [list(p) for p in batch] if tokenized else [backend.prompt_ids(p) for p in batch]
     if prefix is not None and any(p[:prefix.length] != prefix.ids or len(p) == prefix.length for p in prompts):
         raise ValueError("every prompt must start with the shared prefix's tokens and have tokens of its own after them")
-    if len(prompts) > 1 and (not padding or not backend.generates_padded):   # prompt by prompt, numbered as the caller's by map_batches
+    if len(prompts) > 1 and not (padding and backend.route("generate", share_prefix=False).padded):   # prompt by prompt, numbered as the caller's by map_batches
         one = lambda p: [generate_batch(backend, p, True, hidden_state, True, reduction, prefix, **settings)]
         return [r for rows in map_batches(one, prompts, [1] * len(prompts), max_rows=1, progress=False) for r in rows]
     new, kept = _completions(backend, prompts, settings, prefix)
     scores, per_prompt = _completion_scores(backend, prompts, new, prefix, kept), len(new) // len(prompts)
     states = [None] * len(new)
     if hidden_state:
-        ids, mask = pad(prompts, backend.pad_id, side=backend.prompt_side)
-        reduced = reduced_states(backend, {"input_ids": ids, "attention_mask": mask}, reduction)
+        reduced = prompt_states(backend, prompts, reduction)   # the prompt's ids as generation reads them (see *Hidden states*)
         states = [reduced[i // per_prompt] for i in range(len(new))]
     return [CompletionResponse(prediction=backend.tokenizer.decode(n, skip_special_tokens=True), score=s, embedding=h)
             for n, s, h in zip(new, scores, states)]
@@ -162,43 +161,38 @@ def completion_ids(backend, # the model's backend
     return out
 
 # %% ../nbs/11_generation.ipynb #a7e2c4d1
-def generate_ids(backend, # the model's backend
-                 prompts: list[list[int]], # each prompt's token ids, as the model reads them
-                 opts: GenerateOptions, # checked options
-                 stats: dict | None = None): # filled with the batches' statistics, the path taken and why (see *Scoring*)
+def generate_from_ids(backend, # the model's backend
+                      prompts: list[list[int]], # each prompt's token ids, as the model reads them
+                      opts: GenerateOptions, # checked options
+                      stats: dict | None = None): # filled with the batches' statistics, the path taken and why (see *Scoring*)
     "One `CompletionResponse` per prompt (a list of them with `num_return_sequences`), in order, batched by the token budget."
     n, settings = (opts.settings or {}).get("num_return_sequences", 1), dict(opts.settings or {})
-    share, longest = backend.will_share(opts.share_prefix), max(map(len, prompts), default=0) + opts.max_new_tokens
-    fallback = backend.no_sharing if backend.kind == "causal" and opts.share_prefix is None and not share else None
-    if share and backend.window is not None and longest > backend.window:   # the window would count the padding
-        fallback = (f"its sliding window ({backend.window} tokens) is shorter than the longest prompt with "
-                    f"max_new_tokens ({longest}), and a prompt's rows after a shared prefix hold padding that "
-                    f"generation would count in the window")
-        if opts.share_prefix: raise ValueError(f"share_prefix=True: {fallback}; leave share_prefix unset")
-        share = False
-    groups = shared_prefixes(prompts) if share else []
-    group, saved = [-1] * len(prompts), [0] * len(prompts)
+    longest = max(map(len, prompts), default=0) + opts.max_new_tokens
+    route = backend.route("generate", share_prefix=opts.share_prefix, longest=longest)
+    groups = shared_prefixes(prompts) if route.shared else []
+    group, shared, saved = [-1] * len(prompts), [0] * len(prompts), [0] * len(prompts)
     for g, (p, members) in enumerate(groups):
-        for i in members: group[i], saved[i] = g, p if i != members[0] else 0   # the prefix's own forward: once a group
+        for i in members: group[i], shared[i], saved[i] = g, p, p if i != members[0] else 0   # the prefix's own forward: once a group
     lent = lender(backend.prefix_cache, [prompts[m[0]][:p] for p, m in groups])
     def fn(idx):
         rows = generate_batch(backend, [prompts[i] for i in idx], hidden_state=opts.hidden_state, tokenized=True,
                               reduction=opts.reduction, prefix=lent(group[idx[0]]), max_new_tokens=opts.max_new_tokens, **settings)
         return rows if n == 1 else [rows[i:i + n] for i in range(0, len(rows), n)]
-    out = map_batches(fn, list(range(len(prompts))), [len(p) + opts.max_new_tokens for p in prompts],
+    out = map_batches(fn, list(range(len(prompts))), [len(p) - s + opts.max_new_tokens for p, s in zip(prompts, shared)],
                       backend.budgets(opts.max_tokens)[0], opts.batch_size, opts.progress, desc="generate",
-                      groups=group, saved=saved if groups else None, stats=stats)
-    if stats is not None: stats.update(shared_prefixes=len(groups), fallback=fallback,
-                                       path="after shared prefixes" if groups else "each prompt whole")
+                      groups=group, saved=saved if groups else None, stats=stats,
+                      costs=[len(p) + opts.max_new_tokens for p in prompts], outside=sum(p for p, _ in groups))
+    if stats is not None: stats.update(shared_prefixes=len(groups), fallback=route.fallback, path=route.words(shared=len(groups)))
     return out
 
 # %% ../nbs/11_generation.ipynb #c98c8a0b
 def generate_queries(backend, # the model's backend
                      queries, # a prompt, a `CompletionQuery`, or a list of them
                      opts: GenerateOptions, # checked options
-                     stats: dict | None = None): # filled as `generate_ids` fills it
+                     stats: dict | None = None, # filled as `generate_from_ids` fills it
+                     ids: list[list[int]] | None = None): # the prompts' ids, where `completion_ids` made them already (`run`)
     "Complete each prompt; one `CompletionResponse` per prompt (a list of them with `num_return_sequences`), in order."
     backend.check_can("generate")
     queries, single = as_queries(queries, CompletionQuery)
-    out = generate_ids(backend, completion_ids(backend, queries, opts), opts, stats)
+    out = generate_from_ids(backend, completion_ids(backend, queries, opts) if ids is None else ids, opts, stats)
     return out[0] if single else out

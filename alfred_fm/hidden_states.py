@@ -9,7 +9,7 @@ from .batching import pad, map_batches, ItemError
 from .options import EncodeOptions, REDUCTIONS, check_choice
 
 # %% auto #0
-__all__ = ['reduce', 'reduced_states', 'check_finite', 'embed_batch', 'embed_texts']
+__all__ = ['reduce', 'reduced_states', 'check_finite', 'embed_batch', 'checked_text_ids', 'embed_texts', 'prompt_states']
 
 # %% ../nbs/09_hidden_states.ipynb #02c531cd
 def reduce(hidden: torch.Tensor, # [batch, tokens, hidden] states
@@ -62,7 +62,7 @@ def embed_batch(backend, # the model's backend
                         "text {}: its embedding")
 
 # %% ../nbs/09_hidden_states.ipynb #8bc9b9e8
-def _text_ids(backend, texts: list[str]) -> list[list[int]]:
+def checked_text_ids(backend, texts: list[str]) -> list[list[int]]:
     "Token ids of each text, with a clear error for a text that is not a string, has no tokens or is too long."
     if not texts: raise ValueError("encode got no texts; give a string or a non-empty list of strings")
     for i, t in enumerate(texts):
@@ -81,12 +81,23 @@ def embed_texts(backend, # the model's backend
     "Embed texts: a float32 tensor [n, hidden] in the order given (a list of [tokens, hidden] for 'none')."
     single = isinstance(texts, str)
     texts = [texts] if single else list(texts)
-    toks = _text_ids(backend, texts)
+    toks = checked_text_ids(backend, texts)
     backend.check_layer(opts.layer)
     out = map_batches(lambda b: embed_batch(backend, b, opts.reduction, opts.layer, tokenized=True), toks,
                       [len(t) for t in toks], backend.budgets(opts.max_tokens)[0], opts.batch_size, opts.progress,
                       desc="encode", stats=stats)
+    if stats is not None: stats.update(path=backend.route("encode").path, fallback=None)
     if opts.reduction == "none": return out[0] if single else out
     out = torch.stack(out)
     if opts.normalize: out = torch.nn.functional.normalize(out, dim=-1)
     return out[0] if single else out
+
+# %% ../nbs/09_hidden_states.ipynb #f7cf4c82
+def prompt_states(backend, # the model's backend
+                  prompts: list, # texts, or token-id lists
+                  reduction: str = "mean" # one of `REDUCTIONS`
+                 ) -> list[torch.Tensor]:
+    "Each prompt's hidden state, the one definition every call uses: the prompt as `encode` reads it (a text with the tokenizer's special tokens; ids as given), reduced."
+    if prompts and isinstance(prompts[0], str):
+        return list(embed_texts(backend, list(prompts), EncodeOptions(reduction=reduction, progress=False)))
+    return embed_batch(backend, [list(p) for p in prompts], reduction, tokenized=True)

@@ -10,17 +10,19 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
-from .batching import map_batches, pad
+from .batching import map_batches
 from .packing import shared_prefixes, lender, CACHED_PROMPT
 from .queries import RankedQuery, as_queries
 from .responses import RankedResponse, softmax
-from .options import ScoreOptions, EncodeOptions, NORMALIZATIONS, check_choice, content_free_prompts
-from .hidden_states import embed_texts, reduced_states
+from .options import ScoreOptions, NORMALIZATIONS, check_choice, content_free_prompts
+from .hidden_states import prompt_states
+from .backends import Route
 
 # %% auto #0
-__all__ = ['CHUNK', 'PlannedQuery', 'plan_queries', 'warn_cut', 'PlannedRow', 'plan_rows', 'share_prefixes', 'path_words',
+__all__ = ['CHUNK', 'PlannedQuery', 'own_logprobs', 'plan_queries', 'warn_cut', 'PlannedRow', 'plan_rows', 'share_prefixes',
            'ScoringPlan', 'run_plan', 'normalized_logprob', 'calibrate_scores', 'rank_candidates', 'candidate_table',
-           'freeze', 'thaw', 'PlannedQueries', 'merged_stats', 'rank_plan', 'score_queries', 'score_batch']
+           'freeze', 'thaw', 'PlannedQueries', 'merged_stats', 'candidate_token_detail', 'rank_plan', 'score_queries',
+           'score_batch']
 
 # %% ../nbs/10_scoring.ipynb #c0f16a62
 @dataclass
@@ -41,18 +43,28 @@ class PlannedQuery:
         return [c[t:] if c[:t] == self.tail else c for c in self.conts[:len(self.query.candidates)]]
 
     def candidate_logprobs(self, lps: list[list[float]]) -> list[list[float]]:
-        "Each candidate's token log-probabilities from those of `conts`; a merged candidate's first has the tail's taken off."
-        if not self.tail: return lps
-        t, tail = len(self.tail), math.fsum(lps[-1])
-        return [lp[t:] if c[:t] == self.tail else [lp[0] - tail, *lp[1:]]   # log p(prompt + c) − log p(prompt)
-                for c, lp in zip(self.conts[:-1], lps[:-1])]
+        "Each candidate's token log-probabilities from those of `conts` (see `own_logprobs`)."
+        return own_logprobs(self.conts, self.tail, lps)
+
+def own_logprobs(conts: list[list[int]], # the ids scored after the prompt's: each candidate's, then the tail's where there is one
+                 tail: list[int], # the prompt's last tokens that a candidate merges with (usually none)
+                 lps: list[list[float]] # the log-probabilities of `conts`' tokens
+                ) -> list[list[float]]:
+    "Each candidate's own token log-probabilities: those after the tail, or, where it merges with the tail, its first less the tail's."
+    if not tail: return lps
+    t, whole = len(tail), math.fsum(lps[-1])
+    return [lp[t:] if c[:t] == tail else [lp[0] - whole, *lp[1:]]   # log p(prompt + c) − log p(prompt)
+            for c, lp in zip(conts[:-1], lps[:-1])]
 
 # %% ../nbs/10_scoring.ipynb #0be9c921
 def plan_queries(backend, # the model's backend
                  queries: list[RankedQuery], # the queries asked
                  opts: ScoreOptions,
                  where: list[int] | None = None, # the queries' numbers in messages (default 0, 1, ...)
-                 cut: list | None = None) -> list[PlannedQuery]: # collects the names of prompts cut to fit (default: a warning)
+                 cut: list | None = None, # collects the names of prompts cut to fit (default: a warning)
+                 window: int | None = None, # the longest input allowed (None: the model's; lm-eval passes its own)
+                 start: list[int] | None = None # what an empty prompt becomes (None: the model's start token)
+                ) -> list[PlannedQuery]:
     "The queries asked, then calibration's content-free prompts, each tokenised and fitted to the model; a warning names those cut."
     prompts = content_free_prompts(opts.calibrate)
     label_sets = list(dict.fromkeys(tuple(q.candidates) for q in queries)) if prompts else []
@@ -62,18 +74,18 @@ def plan_queries(backend, # the model's backend
     planned += [PlannedQuery(f"content-free prompt {p[:60]!r} (calibrate)", RankedQuery(laid(p), list(ls)), calibrates=ls)
                 for ls in label_sets for p in prompts]
     names = [] if cut is None else cut
-    splits = backend.split_queries([pq.query.prompt for pq in planned], [pq.query.candidates for pq in planned], opts.count_eos)
+    splits = backend.split_queries([pq.query.prompt for pq in planned], [pq.query.candidates for pq in planned], opts.count_eos, start)
     for pq, (ctx, pq.conts, pq.tail) in zip(planned, splits):
         if pq.tail: pq.conts = pq.conts + [pq.tail]   # scored in the same row, to be taken off the merged candidates
-        pq.ctx, n = backend.fit_prompt(ctx, pq.conts, opts.truncation, f"{pq.name} (prompt + its longest candidate)")
+        pq.ctx, n = backend.fit_prompt(ctx, pq.conts, opts.truncation, f"{pq.name} (prompt + its longest candidate)", window)
         if n: names.append(pq.name)
-    if cut is None: warn_cut(backend, names)
+    if cut is None: warn_cut(window or backend.max_length, names)
     return planned
 
-def warn_cut(backend, cut: list[str]):
-    "One warning naming the prompts whose first tokens were dropped to fit (`truncation='left'`)."
+def warn_cut(limit: int, cut: list[str]):
+    "One warning naming the prompts whose first tokens were dropped to fit in `limit` tokens (`truncation='left'`)."
     if cut: warnings.warn(f"{len(cut)} prompt(s) ({', '.join(cut[:10])}{'…' if len(cut) > 10 else ''}) did not fit in "
-                          f"the model's {backend.max_length} tokens with their candidates: their first tokens were dropped "
+                          f"the model's {limit} tokens with their candidates: their first tokens were dropped "
                           f"(truncation='left')")
 
 # %% ../nbs/10_scoring.ipynb #363503eb
@@ -82,10 +94,10 @@ class PlannedRow:
     "One row of work: some candidates of one planned query, with what the row costs."
     query: int # index of the planned query
     candidates: list # indices of its candidates in this row
-    tokens: int # tokens the row holds (and those of the shared prefix it attends to)
+    tokens: int # tokens the row runs: its own, not those of the shared prefix it continues
     scored: int # scored positions: rows of the output layer it needs
     prefix: int = -1 # the shared prefix its prompt continues, or -1
-    cost: float = 0.0 # what it costs in the token budget: its tokens, and a packed row's attention mask
+    cost: float = 0.0 # what it costs in the token budget: its tokens, the prefix's it attends to, and a packed row's attention mask
 
 # %% ../nbs/10_scoring.ipynb #17dcef7b
 def plan_rows(backend, planned: list[PlannedQuery], packed: bool, max_tokens: int) -> list[PlannedRow]:
@@ -97,7 +109,7 @@ def plan_rows(backend, planned: list[PlannedQuery], packed: bool, max_tokens: in
             continue
         own = pq.ctx[pq.shared:]                              # a shared prefix is computed once: the row holds the rest
         empty = backend.row_size(own, [], True)               # a row's size is the prompt's plus each candidate's
-        row = lambda cur, t, s: PlannedRow(qi, cur, t + pq.shared, s, pq.prefix, t + pq.shared + backend.mask_tokens(t, t + pq.shared))
+        row = lambda cur, t, s: PlannedRow(qi, cur, t, s, pq.prefix, t + pq.shared + backend.mask_tokens(t, t + pq.shared))
         cur, (tokens, scored) = [], empty
         for ci, c in enumerate(pq.conts):
             add_t, add_s = (a - b for a, b in zip(backend.row_size(own, [c], True), empty))
@@ -108,10 +120,10 @@ def plan_rows(backend, planned: list[PlannedQuery], packed: bool, max_tokens: in
     return rows
 
 # %% ../nbs/10_scoring.ipynb #89207e10
-def share_prefixes(backend, planned: list[PlannedQuery], packed: bool, share: bool | None
+def share_prefixes(planned: list[PlannedQuery], share: bool # whether the call's route shares prefixes
                   ) -> tuple[list[list[int]], list[int], int]:
     "Mark the planned queries whose prompts continue a cache (`prefix`, `shared`); return the caches' ids, the cache each continues (or -1), how many are shared."
-    if not backend.will_share(share, packed): return [], [], 0
+    if not share: return [], [], 0
     groups = shared_prefixes([pq.ctx for pq in planned])
     for g, (p, members) in enumerate(groups):
         for i in members: planned[i].prefix, planned[i].shared = g, p
@@ -123,45 +135,37 @@ def share_prefixes(backend, planned: list[PlannedQuery], packed: bool, share: bo
             prefixes.append(pq.ctx[:-1])
     return prefixes, after, len(groups)
 
-# %% ../nbs/10_scoring.ipynb #f521ff6a
-def path_words(backend, packed: bool, shared: int = 0, cached: int = 0) -> str:
-    "How a call's rows run, in words (`last_stats['path']`): packed or not, after shared prefixes or cached prompts."
-    after = [w for w, n in (("shared prefixes", shared), ("cached prompts", cached)) if n]
-    return ("one row per candidate" if not packed else "each prompt encoded once" if backend.kind == "seq2seq"
-            else "packed rows after " + " and ".join(after) if after else "packed rows")
-
 # %% ../nbs/10_scoring.ipynb #2e75ee6e
 @dataclass
 class ScoringPlan:
-    "The work of one `score` call, as data: the planned queries (asked, then content-free) and the rows that compute them."
+    "The work of one `score` call, as data: the planned queries (asked, then content-free), the rows that compute them, and how they run."
     queries: list # `PlannedQuery`s
     rows: list # `PlannedRow`s
-    packed: bool # rows hold a prompt with several candidates
+    route: Route # how the call runs, as the backend chose: packed or not, sharing or not, and why
+    budgets: tuple # (max_tokens, max_scored), read once for the call
     prefixes: list = field(default_factory=list) # the caches' token ids, each computed once: shared prefixes, then long prompts
     after: list = field(default_factory=list) # per cache, the one whose ids it continues (a long prompt after a shared prefix), or -1
     shared: int = 0 # how many of `prefixes` are shared by several prompts (the rest are long prompts of one query)
-    path: str = "" # how the rows run, in words: "packed rows", "packed rows after shared prefixes", ...
-    fallback: str | None = None # why the model's check put the rows on a slower path than the default's
     _calibrating: dict | None = field(default=None, repr=False) # label set -> its content-free prompts' indices
 
     @classmethod
-    def build(cls, backend, queries: list[RankedQuery], opts: ScoreOptions, max_tokens: int):
-        "Plan the scoring of `queries` with `opts` on `backend`, within the token budget."
-        return cls.from_planned(backend, plan_queries(backend, queries, opts), opts, max_tokens)
+    def build(cls, backend, queries: list[RankedQuery], opts: ScoreOptions,
+              max_tokens: int | None = None, # the token budget (None: `opts.max_tokens`)
+              window: int | None = None, start: list[int] | None = None): # as `plan_queries` takes them
+        "Plan the scoring of `queries` with `opts` on `backend`."
+        budgets = backend.budgets(opts.max_tokens if max_tokens is None else max_tokens, opts.max_logits)
+        return cls.from_planned(backend, plan_queries(backend, queries, opts, window=window, start=start), opts, budgets)
 
     @classmethod
-    def from_planned(cls, backend, planned: list[PlannedQuery], opts: ScoreOptions, max_tokens: int):
-        "The plan of queries planned already (`plan_queries`: every query checked before the packing check runs the model)."
-        if opts.packed and backend.no_packing:
-            raise ValueError(f"packed=True: on this {backend.model.config.model_type} model {backend.no_packing}; "
-                             f"leave packed unset to score one row per candidate")
-        packed = backend.packs if opts.packed is None else opts.packed
-        prefixes, after, shared = share_prefixes(backend, planned, packed, opts.share_prefix)
-        fallback = (backend.no_packing if opts.packed is None and not packed else
-                    backend.no_sharing if backend.kind == "causal" and packed and opts.share_prefix is None
-                                          and not backend.shares else None)
-        path = path_words(backend, packed, shared, len(prefixes) - shared)
-        return cls(planned, plan_rows(backend, planned, packed, max_tokens), packed, prefixes, after, shared, path, fallback)
+    def from_planned(cls, backend, planned: list[PlannedQuery], opts: ScoreOptions, budgets: tuple,
+                     route: Route | None = None): # the call's route (None: asked of the backend now)
+        "The plan of queries planned already (`plan_queries`: every query checked before a check runs the model)."
+        route = route or backend.route("score", opts.packed, opts.share_prefix)
+        prefixes, after, shared = share_prefixes(planned, route.shared)
+        return cls(planned, plan_rows(backend, planned, route.packed, budgets[0]), route, budgets, prefixes, after, shared)
+
+    path = property(lambda self: self.route.words(self.shared, len(self.prefixes) - self.shared),
+                    doc="how the rows run, in words: `last_stats['path']`")
 
     def computed(self, g: int) -> int:
         "The tokens cache `g`'s own forward runs: its ids, less those of the cache it continues."
@@ -188,27 +192,22 @@ class ScoringPlan:
 # %% ../nbs/10_scoring.ipynb #b8b6fcef
 def run_plan(backend, plan: ScoringPlan, opts: ScoreOptions, stats: dict | None = None,
              greedy: bool = False, # also say, per candidate, whether each of its tokens is the model's top choice
-             budgets: tuple | None = None, # (max_tokens, max_scored) as the call read them (default: read now)
              bar=None): # the call's progress bar (default: one for this plan)
     "Token log-probabilities of every planned query's candidates, a list of floats per candidate (and, with `greedy`, the flags)."
-    max_tokens, max_scored = budgets or backend.budgets(opts.max_tokens, opts.max_logits)
+    max_tokens, max_scored = plan.budgets
     lent = lender(backend.prefix_cache, plan.prefixes, plan.after)   # a group's batches run one after another: one cache at a time
     def run(rows):   # each batch's results as plain floats at once: no small tensor outlives its batch (see below)
         qs = [plan.queries[r.query] for r in rows]
         done = backend.logprobs([(q.ctx[q.shared:], [q.conts[c] for c in r.candidates]) for q, r in zip(qs, rows)],
-                                plan.packed, greedy, lent(rows[0].prefix))
+                                plan.route.packed, greedy, lent(rows[0].prefix))
         return [[(lp.tolist(), bool(top.all())) if greedy else lp.tolist() for lp, top in
                  (x if greedy else (x, None) for x in row)] for row in done]
     done = map_batches(run, plan.rows, [r.tokens for r in plan.rows], max_tokens, opts.batch_size, opts.progress,
                        desc="score", scored=[r.scored for r in plan.rows], max_scored=max_scored,
                        groups=[r.prefix for r in plan.rows], saved=plan.saved() if plan.prefixes else None, stats=stats,
-                       costs=[r.cost for r in plan.rows], bar=bar)
-    if stats is not None:   # the budget counted each row's prefix; the statistics count the tokens that ran
-        lent_out, ran = sum(len(plan.prefixes[r.prefix]) for r in plan.rows if r.prefix >= 0), sum(map(plan.computed, range(len(plan.prefixes))))
-        stats.update(tokens=stats["tokens"] - lent_out + ran, padded=stats["padded"] - lent_out + ran,
-                     shared_prefixes=plan.shared,
-                     cached_prompts=len(plan.prefixes) - plan.shared, path=plan.path, fallback=plan.fallback)
-        stats["waste"] = 1 - stats["tokens"] / stats["padded"] if stats["padded"] else 0.0
+                       costs=[r.cost for r in plan.rows], bar=bar, outside=sum(map(plan.computed, range(len(plan.prefixes)))))
+    if stats is not None: stats.update(shared_prefixes=plan.shared, cached_prompts=len(plan.prefixes) - plan.shared,
+                                       path=plan.path, fallback=plan.route.fallback)
     out = [[None] * len(q.conts) for q in plan.queries]
     for row, lps in zip(plan.rows, done):
         for ci, lp in zip(row.candidates, lps): out[row.query][ci] = lp
@@ -312,33 +311,30 @@ class PlannedQueries:
         return asked + [thaw(f, q, name, s) for s in sets for name, q, f in self.calibrating.get(s, {}).values()]
 
 # %% ../nbs/10_scoring.ipynb #835cb691
-def merged_stats(backend, parts: list[dict]) -> dict:
+def merged_stats(route: Route, parts: list[dict]) -> dict:
     "The statistics of a call run in chunks: counts added up, padding's share and the path read from the totals."
     out = {k: sum(p[k] for p in parts) for k in ("batches", "items", "tokens", "padded", "oom_splits", "tokens_saved",
                                                   "shared_prefixes", "cached_prompts")}
     out["waste"] = 1 - out["tokens"] / out["padded"] if out["padded"] else 0.0
-    packed = any(p["path"] != "one row per candidate" for p in parts)
-    return {**out, "path": path_words(backend, packed, out["shared_prefixes"], out["cached_prompts"]),
-            "fallback": next((p["fallback"] for p in parts if p["fallback"]), None)}
+    return {**out, "path": route.words(out["shared_prefixes"], out["cached_prompts"]), "fallback": route.fallback}
 
 # %% ../nbs/10_scoring.ipynb #4a62dcb8
-def _token_detail(backend, pq: PlannedQuery, lps: list) -> dict:
-    "candidate -> [(token text, log-probability)]"
+def candidate_token_detail(backend, pq: PlannedQuery, lps: list) -> dict:
+    "A response's `token_logprobs`: candidate -> [(token text, log-probability)]."
     return {c: [(backend.tokenizer.decode([t]), v) for t, v in zip(cont, lp)]
             for c, cont, lp in zip(pq.query.candidates, pq.candidate_tokens(), lps)}
 
 # %% ../nbs/10_scoring.ipynb #09efd9ff
 def rank_plan(backend, plan: ScoringPlan, lps: list, opts: ScoreOptions) -> list[RankedResponse]:
     "One `RankedResponse` per query asked in `plan`, from its candidates' log-probabilities and its label set's content-free prompts."
-    embeddings = (embed_texts(backend, [pq.query.prompt for pq in plan.asked],   # each prompt as the model read it
-                              EncodeOptions(reduction=opts.reduction, progress=False))
+    embeddings = (prompt_states(backend, [pq.query.prompt for pq in plan.asked], opts.reduction)   # as laid out (`chat`)
                   if opts.hidden_state else [None] * len(plan.asked))
     out, tables = [], {}   # a label set's content-free tables, made once
     for qi, (pq, emb) in enumerate(zip(plan.asked, embeddings)):
         labels = tuple(pq.query.candidates)
         if labels not in tables:
             tables[labels] = [candidate_table(backend, plan.queries[i].query, lps[i]) for i in plan.content_free(labels)]
-        detail = _token_detail(backend, pq, lps[qi]) if opts.token_logprobs else None
+        detail = candidate_token_detail(backend, pq, lps[qi]) if opts.token_logprobs else None
         try: out.append(rank_candidates(candidate_table(backend, pq.query, lps[qi]), opts.normalize, tables[labels],
                                         opts.temperature, embeddings=emb, token_logprobs=detail))
         except ValueError as e: raise ValueError(f"{pq.name} (prompt {pq.query.prompt[:60]!r}): {e}") from None
@@ -353,19 +349,19 @@ def score_queries(backend, # the model's backend
     backend.check_can("score candidates")
     queries, single = as_queries(queries, RankedQuery)
     planned = PlannedQueries(backend, queries, opts) if planned is None else planned   # every query checked first
-    budgets = backend.budgets(opts.max_tokens, opts.max_logits)   # read once for the call
+    route, budgets = backend.route("score", opts.packed, opts.share_prefix), backend.budgets(opts.max_tokens, opts.max_logits)   # once a call
     chunks = [range(s, min(s + CHUNK, len(planned))) for s in range(0, len(planned), CHUNK)]
     bar = tqdm(total=0, desc="score", unit="row", disable=not opts.progress or not chunks)
     out, parts = [], []
     try:
         for idx in chunks:
-            p = ScoringPlan.from_planned(backend, planned.take(idx), opts, budgets[0])
+            p = ScoringPlan.from_planned(backend, planned.take(idx), opts, budgets, route)
             left = len(planned) - idx.start   # rows still to run, as far as this chunk tells: exact for the last one
             bar.total = bar.n + round(len(p.rows) * left / len(idx)); bar.refresh()
-            parts.append({}); lps = run_plan(backend, p, opts, parts[-1], budgets=budgets, bar=bar)
+            parts.append({}); lps = run_plan(backend, p, opts, parts[-1], bar=bar)
             out += rank_plan(backend, p, lps, opts)
     finally: bar.close()
-    if stats is not None and parts: stats.update(merged_stats(backend, parts))
+    if stats is not None and parts: stats.update(merged_stats(route, parts))
     return out[0] if single else out
 
 # %% ../nbs/10_scoring.ipynb #37ff5a4b
@@ -375,23 +371,23 @@ def score_batch(backend, # the model's backend
                 hidden_state: bool = False, # also return each prompt's reduced hidden state
                 tokenized: bool = False, # `batch` holds token ids: (prompt ids, candidate ids) pairs, or prompt ids
                 count_eos: bool = True, # seq2seq: the candidate's final EOS counts
-                reduction: str = "mean") -> list[dict]: # reduction for `hidden_state`
+                reduction: str = "mean", # reduction for `hidden_state`
+                stats: dict | None = None) -> list[dict]: # filled with the route the rows took (`path`, `fallback`)
     "Alfred's batch scorer: `{'logit', 'candidate', 'hidden_state'}` per row, summed log-probabilities."
-    backend.check_can("score candidates")
+    route = backend.route("score_batch")
+    if stats is not None: stats.update(path=route.path, fallback=route.fallback)
     batch = list(batch) if candidate is None else list(zip(batch, candidate))
     if batch and not isinstance(batch[0], tuple):   # prompts alone: the next token's distribution
         prompts = batch if tokenized else [backend.prompt_ids(p) for p in batch]
-        cands, rows = [None] * len(batch), list(backend.next_token_logprobs(prompts))
+        given, cands, rows = batch, [None] * len(batch), list(backend.next_token_logprobs(prompts))
     else:
         split = ([(p, k, []) for p, k in batch] if tokenized else
                  [(ctx, conts[0], tail) for ctx, conts, tail in (backend.split_query(p, [c], count_eos) for p, c in batch)])
         tails = [(ctx, tail) for ctx, _, tail in split if tail]   # a merged candidate: log p(prompt + c) − log p(prompt)
         lps = backend.pair_logprobs([(ctx, k) for ctx, k, _ in split] + tails)
         taken = iter(lps[len(split):])
-        rows = [(lp.double().sum() - (next(taken).double().sum() if tail else 0)).float() for lp, (_, _, tail) in zip(lps, split)]
-        prompts, cands = [list(ctx) + list(tail) for ctx, _, tail in split], [c for _, c in batch]
-    states = [None] * len(batch)
-    if hidden_state:
-        ids, mask = pad(prompts, backend.pad_id, side="right")
-        states = list(reduced_states(backend, {"input_ids": ids, "attention_mask": mask}, reduction))
+        rows = [torch.tensor(math.fsum(own_logprobs([k, tail], tail, [lp.tolist(), next(taken).tolist()])[0]) if tail
+                             else lp.double().sum().item()) for lp, (_, k, tail) in zip(lps, split)]
+        given, cands = [p for p, _ in batch], [c for _, c in batch]
+    states = prompt_states(backend, given, reduction) if hidden_state and batch else [None] * len(batch)   # see *Hidden states*
     return [{"logit": r, "candidate": c, "hidden_state": h} for r, c, h in zip(rows, cands, states)]

@@ -79,6 +79,14 @@ def llama(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def plain_llama(tmp_path_factory):
+    "A tiny random Llama whose tokenizer adds no BOS: a candidate's merge can reach the prompt's first token."
+    from alfred_fm import HuggingFaceModel
+    from alfred_fm.fixtures import tiny_llama
+    return HuggingFaceModel(str(tiny_llama(tmp_path_factory.mktemp("plain"))), trust_remote_code=False)
+
+
+@pytest.fixture(scope="session")
 def chat_llama(tmp_path_factory):
     "A tiny random Llama whose tokenizer adds a BOS, with a chat template that writes the BOS as text (`CHAT_TEMPLATE`)."
     from alfred_fm import HuggingFaceModel

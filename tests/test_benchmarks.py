@@ -30,10 +30,16 @@ def test_score_bench_quick(tmp_path):
         # final newline into the continuation, its whitespace rule, so on "chat" it scores another split)
         for m in ("alfred_fm", "sharing off") + (("lm-eval b16",) if name != "chat" else ()):
             assert methods[m]["max_abs_diff_to_usual"] < 1e-3, (name, m)
-        assert wl["efficiency"] > 0 and wl["speedup_vs_lm-eval b16"] > 0 and wl["speedup_vs_sharing off"] > 0
-        assert wl["trie_tokens"] < wl["pair_tokens"]
-        shared = wl["alfred_fm_stats"]["shared_prefixes"]
-        assert shared == (1 if name in ("few-shot", "templated", "chat") else 0), name   # one prefix for the whole job
+        # the work, counted exactly: each prompt once puts alfred_fm at the limit's tokens (a trie of the job, within 5%),
+        # and at least twice under one row per pair, the usual approach's (lm-eval's)
+        stats = wl["alfred_fm_stats"]
+        assert stats["tokens"] <= 1.05 * wl["trie_tokens"] and wl["pair_tokens"] > 2 * stats["tokens"], (name, stats["tokens"])
+        sharing = name in ("few-shot", "templated", "chat")
+        assert stats["shared_prefixes"] == (1 if sharing else 0), name   # one prefix for the whole job
+        if sharing: assert stats["tokens_saved"] > 0, name
+        # the time: where the job repeats prompts or labels, ahead of lm-eval's HF model (measured 3.4-5.4x at this
+        # size, 24-30x at full size); elsewhere the tiny model's timings are too noisy at this size to promise a ratio
+        if sharing or name == "labels": assert wl["speedup_vs_lm-eval b16"] > 2, (name, wl["speedup_vs_lm-eval b16"])
     assert "speedup vs sharing off" in stdout
 
 
@@ -44,7 +50,7 @@ def test_encode_bench_quick(tmp_path, short):
     res = json.loads((tmp_path / f"encode_bench{'_short' if short else ''}.json").read_text())
     assert res["words"] == ("4-20" if short else "3-80")
     assert res["min_cosine"] >= 0.9999
-    assert res["speed_ratio"] > 0
+    assert res["speed_ratio"] > 0.6   # as fast as sentence-transformers (0.88-1.07 measured): never far behind
 
 
 def test_lm_eval_bench_quick(tmp_path):
@@ -54,7 +60,9 @@ def test_lm_eval_bench_quick(tmp_path):
     assert set(report["tasks"]) == {"bench_mc", "bench_ppl"}
     for name, t in report["tasks"].items():
         assert t["samples"] > 0 and t["max_abs_ll_diff"] < 1e-3, name   # HFLM and alfred_fm: the same numbers
-        assert t["speedup_vs_hflm"] > 0
+        # at this size both spend their time in lm-eval's own overhead (0.9-1.4 measured; 3.2x and 1.3x at full size):
+        # alfred_fm may not add much of its own
+        assert t["speedup_vs_hflm"] > 0.6, (name, t["speedup_vs_hflm"])
         ours, theirs = t["metrics"]["alfred_fm"], t["metrics"]["lm-eval HFLM b16"]
         # accuracies exactly; perplexities (exp of summed log-likelihoods, which differ by < 1e-3) to the same relative 1e-3
         for k, v in theirs.items(): assert ours[k] == pytest.approx(v, rel=1e-3, abs=1e-6), (name, k)

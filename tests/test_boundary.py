@@ -1,11 +1,10 @@
-"""The token boundary between a prompt and its candidates (nbs/06_tokens.ipynb, *The boundary*): where a candidate
+"""The token boundary between a prompt and its candidates (nbs/03_tokens.ipynb, *The boundary*): where a candidate
 merges with the prompt's last tokens ("Sentiment: posi" + "tive", CJK, emoji), its score is log p(prompt + candidate)
 − log p(prompt), each text in the model's own tokenisation. Checked against `whole_text_reference`, which tokenises
 whole texts and knows nothing of how alfred_fm splits them, on every scoring path."""
 import pytest
 
-from alfred_fm import HuggingFaceModel
-from alfred_fm.fixtures import tiny_llama, whole_text_reference
+from alfred_fm.fixtures import whole_text_reference
 
 # Mid-word splits, CJK, emoji and clean boundaries side by side, some candidates merging and some not.
 QUERIES = [("Sentiment: posi", ["tive", "tion", " negative"]),
@@ -17,12 +16,6 @@ QUERIES = [("Sentiment: posi", ["tive", "tion", " negative"]),
            ("posi", ["tive", "x"]),
            ("Answer: ", ["yes", "no"]),
            ("", ["hello", " world"])]
-
-
-@pytest.fixture(scope="module")
-def plain_llama(tmp_path_factory):
-    "The tiny Llama whose tokenizer adds no BOS: a merge can reach the prompt's first token."
-    return HuggingFaceModel(str(tiny_llama(tmp_path_factory.mktemp("plain"))), trust_remote_code=False)
 
 
 def merging(model, queries):

@@ -118,7 +118,7 @@ def parse(path: Path) -> Page:
 
 
 def page_names():
-    "What each notebook's page is called: its name without the number (`13_model.ipynb` is `model.html`)."
+    "What each notebook's page is called: its name without the number (`14_model.ipynb` is `model.html`)."
     return {nb.name: re.sub(r"^\d+_", "", nb.stem) + ".html"
             for nb in (ROOT / "nbs").glob("*.ipynb") if not nb.name.startswith("_")}
 

@@ -80,3 +80,31 @@ def test_every_public_call_leaves_its_own_statistics(llama):
     assert llama.last_stats["items"] == 1 and llama.last_stats["tokens"] > 0
     llama.generate("Q:", max_new_tokens=2, progress=False)
     assert llama.last_stats["items"] == 1
+
+
+def test_every_public_call_says_its_route(llama):
+    "`last_stats['path']` and `['fallback']` are the route the backend chose, for every public call, and nothing older."
+    calls = {"score": lambda: llama.score(("Q: A:", [" yes", " no"]), progress=False),
+             "score_batch": lambda: llama._score_batch([("Q: A:", " yes")]),
+             "generate": lambda: llama.generate("Q:", max_new_tokens=2, progress=False),
+             "texts": lambda: llama.loglikelihood("a text", progress=False),
+             "encode": lambda: llama.encode("a text", progress=False)}
+    for call, run in [*calls.items(), ("texts", lambda: llama.token_score("a text", progress=False))]:
+        llama.last_stats = {"path": "stale"}
+        run()
+        route = llama.backend.route(call)
+        assert (llama.last_stats["path"], llama.last_stats["fallback"]) == (route.path, route.fallback), call
+    assert [llama.backend.route(c).path for c in calls] == ["packed rows", "one row per pair", "each prompt whole",
+                                                             "one row per window", "masked reductions of right-padded rows"]
+
+
+def test_the_prompts_hidden_state_has_one_definition(llama):
+    "`score`, `_score_batch` and `encode` give a prompt the same hidden state: the prompt as `encode` reads its text."
+    prompt = "Is the sky blue? Answer: "   # scoring hands its trailing space to the candidates; the prompt's state keeps it
+    want = llama.encode(prompt, reduction="last", progress=False)
+    batch = llama._score_batch([(prompt, "yes"), (prompt, "no")], hidden_state=True, reduction="last")
+    ranked = llama.score((prompt, ["yes", "no"]), hidden_state=True, reduction="last", progress=False)
+    for got in (batch[0]["hidden_state"], batch[1]["hidden_state"], ranked.embeddings):
+        assert torch.allclose(got, want, atol=1e-5)
+    ctx, _, tail = llama.backend.split_query(prompt, ["yes"])
+    assert len(ctx) + len(tail) < len(llama.tokenizer(prompt)["input_ids"])   # the scored ids are not what is embedded

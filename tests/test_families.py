@@ -55,31 +55,44 @@ def same_paths(name, paths: dict, measured: dict, version: str):
 
 
 def assert_forced_paths_refused(name, m):
-    "A path the model's checks ruled out is refused with the reason when the caller forces it, never run."
+    """A path the caller forces runs where the model's checks allow it, and is refused with the check's reason where they
+    do not: never run wrong. Every family asserts one branch of each."""
+    if not m.backend.scores:
+        with pytest.raises(TypeError, match="encoder-only"): m.score(QUICK.queries[:1], packed=True, progress=False)
+        return
     few = [p for p, _ in QUICK.few_shot]
-    if m.kind == "causal" and not m.backend.packs:
+    if m.backend.no_packing:
         with pytest.raises(ValueError, match="packed=True: on this .* model"):
             m.score(QUICK.queries, packed=True, progress=False)
-    if m.kind == "causal" and not m.backend.shares:
-        with pytest.raises(ValueError, match="share_prefix=True: this is a causal model and"):
+    else:
+        m.score(QUICK.queries[:1], packed=True, progress=False)
+        assert m.last_stats["path"] in ("packed rows", "each prompt encoded once") and m.last_stats["fallback"] is None
+    if m.backend.no_sharing:
+        with pytest.raises(ValueError, match=f"share_prefix=True: this is a {m.kind} model and"):
             m.score(QUICK.few_shot, share_prefix=True, progress=False)
         with pytest.raises(ValueError, match="share_prefix=True"):
             m.generate(few, share_prefix=True, max_new_tokens=4, progress=False)
-    if m.kind == "causal" and m.backend.shares and m.backend.window is not None:
+        return
+    m.score(QUICK.few_shot, share_prefix=True, progress=False)
+    assert m.last_stats["shared_prefixes"] >= 1 and m.last_stats["path"].startswith("packed rows after shared prefixes")
+    if m.backend.window is not None:
         with pytest.raises(ValueError, match=r"share_prefix=True: its sliding window \(\d+ tokens\) is shorter"):
             m.generate(few, share_prefix=True, max_new_tokens=4, progress=False)
+    else:
+        m.generate(few, share_prefix=True, max_new_tokens=4, progress=False)
+        assert m.last_stats["path"] == "after shared prefixes"
 
 
 def assert_says_why_once(name, m, caplog):
     "A model that fails a check warns once, and logs it once, naming the family and the reason, however many calls follow."
-    if m.kind == "encoder": return   # nothing to check: it only encodes
+    if not m.backend.scores: return   # nothing to check: it only encodes
     with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO, logger="alfred_fm"):
         warnings.simplefilter("always")
         for _ in range(2): m.score(QUICK.queries[:2], progress=False)
     ours = [str(w.message) for w in caught if "alfred_fm" in w.filename]
     assert ours == [r.getMessage() for r in caplog.records if r.name == "alfred_fm" and "instead" in r.getMessage()]
-    fallback = m.kind == "causal" and not m.backend.packs
-    assert len(ours) == (1 + (not m.backend.pads) if fallback else 0), ours
+    fallback = m.backend.no_packing is not None
+    assert len(ours) == (1 + (m.backend.no_padding is not None) if fallback else 0), ours
     if fallback: assert ours[0].startswith(f"{m.model.config.model_type} model: ") and "one row per candidate" in ours[0]
 
 

@@ -40,7 +40,7 @@ def test_a_cache_that_forgets_the_padding_generates_each_prompt_alone(tmp_path):
     from alfred_fm.fixtures import tiny_llama
     path, prompts = tiny_llama(tmp_path / "m"), PROMPTS[:4]
     unchecked = _forgetful(path)
-    unchecked.backend.generates_padded = True   # the check skipped: the padded batch continues other text
+    unchecked.backend.no_padded_generation = None   # the check skipped: the padded batch continues other text
     batched = unchecked._generate_batch(prompts, max_new_tokens=8)
     m = _forgetful(path)
     alone = m._generate_batch(prompts, padding=False, max_new_tokens=8)

@@ -194,3 +194,19 @@ def test_loglikelihood_and_is_greedy_equal_hflms(name, request):
     assert [g for _, g in ours] == [g for _, g in theirs]
     if name == "smol": assert sum(g for _, g in ours) >= len(contexts)   # (the tiny Llama's greedy text retokenises otherwise)
     for p, (a, _), (b, _) in zip(pairs, ours, theirs): assert a == pytest.approx(b, abs=1e-3), p
+
+
+def test_loglikelihood_reads_a_long_context_in_its_window(smol):
+    "With max_length=16, a long context loses its first tokens to fit the window with its continuation; the model keeps its own length."
+    from lm_eval.api.instance import Instance
+    from alfred_fm.fixtures import causal_reference
+    from alfred_fm.lm_eval import AlfredLM
+    ctx = "The quick brown fox jumps over the lazy dog. " * 4
+    req = [Instance("loglikelihood", {}, (ctx, " again"), 0)]
+    with pytest.warns(UserWarning, match="did not fit in the model's 16 tokens"):
+        (cut, _), = AlfredLM(smol, max_length=16).loglikelihood(req, disable_tqdm=True)
+    (whole, _), = AlfredLM(smol).loglikelihood(req, disable_tqdm=True)
+    ids, (cont,) = smol.backend.query_ids(ctx, [" again"])
+    expected = causal_reference(smol.model, ids[-(16 - len(cont)):], cont).double().sum().item()   # SmolLM2 adds no BOS
+    assert cut == pytest.approx(expected, abs=1e-4) and abs(cut - whole) > 1e-3
+    assert smol.max_length == smol.backend.max_length == 8192

@@ -88,7 +88,7 @@ def test_int8_without_bitsandbytes_fails_before_loading(llama_dir, monkeypatch):
         HuggingFaceModel(str(llama_dir), int_8=True)
 
 
-# Error cases the bad-input table (nbs/16_errors.ipynb, tests/test_bad_input.py) has no row or a weaker test for;
+# Error cases the bad-input table (nbs/17_errors.ipynb, tests/test_bad_input.py) has no row or a weaker test for;
 # the rest of the loading errors are tested there only.
 @pytest.mark.parametrize("kwargs, exc, message", [
     (dict(model_string="/no/such/model.gguf"), FileNotFoundError, "does not exist"),

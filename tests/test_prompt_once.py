@@ -18,7 +18,7 @@ LETTERS = [("Question: Which of these is a mammal?\nA) shark B) dolphin C) trout
 
 
 def test_packing_is_used_for_smollm2(smol):
-    assert smol.backend.packs
+    assert smol.backend.no_packing is None
 
 
 def test_label_set_equals_reference(smol):
@@ -81,5 +81,5 @@ def test_a_model_that_fails_the_packing_check_falls_back(tmp_path):
     m.model.forward = capped
     with pytest.warns(UserWarning, match="scoring one row per candidate"):
         rs = m.score([(a, LABELS[:3]) for a in ARTICLES], progress=False)
-    assert not m.backend.packs
+    assert m.backend.no_packing
     assert_reference(m, [(a, LABELS[:3]) for a in ARTICLES], rs)

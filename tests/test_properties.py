@@ -1,14 +1,13 @@
 """Property tests (hypothesis) over random unicode prompts and candidates: empty-ish, whitespace-only, very long, emoji,
 right-to-left text. Batched == one query at a time within 1e-4, the caller's order kept, each query's probabilities
-sum to 1, and no exception but the documented ones (nbs/16_errors.ipynb), raised by the offending query itself; and every
+sum to 1, and no exception but the documented ones (nbs/17_errors.ipynb), raised by the offending query itself; and every
 score equals log p(prompt + candidate) − log p(prompt) from whole texts (`whole_text_reference`), whatever the boundary."""
 import math
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
-from alfred_fm import HuggingFaceModel
-from alfred_fm.fixtures import tiny_llama, whole_text_reference
+from alfred_fm.fixtures import whole_text_reference
 
 # Documented errors a random input may rightly hit: a candidate (or text) that adds no tokens (the tokenizer drops it,
 # checked in check_whole_text), an input too long for the model.
@@ -104,12 +103,6 @@ def check_encode(llama, batch, reduction):
     assert together.shape[0] == len(batch)
     for t, e in zip(batch, together):
         assert e.tolist() == pytest.approx(llama.encode(t, reduction=reduction, progress=False).tolist(), abs=1e-4)
-
-
-@pytest.fixture(scope="module")
-def plain_llama(tmp_path_factory):
-    "The tiny Llama whose tokenizer adds no BOS."
-    return HuggingFaceModel(str(tiny_llama(tmp_path_factory.mktemp("plain"))), trust_remote_code=False)
 
 
 def check_whole_text(model, prompt, cands):

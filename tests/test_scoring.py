@@ -177,7 +177,7 @@ def test_tiny_llama_every_path_equals_reference(llama):
     "Packed, one row per pair, one query per batch, and a budget that splits each query's candidates: all the reference."
     qs = [(p, [" green", " Paris", " no", " a longer candidate answer"])
           for p in ["Q: what colour is grass? A:", "The capital of France is", "Review: dull. Sentiment:"]]
-    assert llama.backend.packs
+    assert llama.backend.no_packing is None
     runs = [llama.score(qs, progress=False), llama.score(qs, batch_size=1, progress=False),
             llama.score(qs, packed=False, progress=False), llama.score(qs, max_tokens=12, progress=False)]
     for i, q in enumerate(qs):

@@ -38,7 +38,7 @@ def count_prefixes(monkeypatch):
 
 
 def test_smollm2_shares_and_equals_reference(smol, count_prefixes):
-    assert smol.backend.shares
+    assert smol.backend.no_sharing is None
     calls = count_prefixes(smol)
     qs = _few_shot()
     rs = smol.score(qs, progress=False)
@@ -126,9 +126,9 @@ def test_fallback_for_a_model_that_fails_the_check(llama, monkeypatch):
     "A model that fails the sharing check scores every prompt whole, with the same numbers."
     qs = [("Answer each question about colours with one word, the colour that fits it best. " * 2 + f"Q: {x}? A:",
            [" green", " blue"]) for x in ("grass", "sky")]
-    monkeypatch.setattr(type(llama.backend), "shares", property(lambda self: False))
+    monkeypatch.setattr(type(llama.backend), "no_sharing", property(lambda self: "a simulated failure"))
     rs = llama.score(qs, progress=False)
-    assert llama.last_stats["shared_prefixes"] == 0
+    assert (llama.last_stats["shared_prefixes"], llama.last_stats["fallback"]) == (0, "a simulated failure")
     assert_reference(llama, qs, rs)
 
 
@@ -160,7 +160,7 @@ def test_bfloat16_shared_equals_unshared(tmp_path):
     qs = [("Answer each question about colours with one word, the colour that fits it best. " * 2 + f"Q: {x}? A:",
            [" green", " blue", " a dark shade of red"]) for x in ("grass", "sky", "sea")]
     shared = m.score(qs, progress=False)
-    assert m.backend.shares and m.last_stats["shared_prefixes"] == 1
+    assert m.backend.no_sharing is None and m.last_stats["shared_prefixes"] == 1
     whole, full = m.score(qs, share_prefix=False, progress=False), m32.score(qs, progress=False)
     for s, w, f in zip(shared, whole, full):
         for c in s.logits:

@@ -10,7 +10,7 @@ Three steps:
    Two notebooks run at a time; a notebook that fails stops the build and names the cell.
 2. nbdev's notebook processing (`nbdev_proc_nbs`: API docs from `show_doc`, directives applied)
    of those executed copies into _proc/, without nbdev's check for the quarto binary. Then what quarto
-   would do that smalldocs does not: each page is named by its `output-file` (`13_model.ipynb` is
+   would do that smalldocs does not: each page is named by its `output-file` (`14_model.ipynb` is
    `model.html`, where nbdev's links point), the sidebar in _proc/_quarto.yml follows the new names, and
    nbdev's links to the published site (`https://alfred-fm.github.io/alfred_fm/model.html#...`) become
    relative, so they land on this build's pages wherever it is served.
