@@ -93,14 +93,14 @@ def ids_logprobs(backend, # the model's backend
                  stats: dict | None = None # filled with the batches' statistics
                 ) -> list[tuple[list[int], torch.Tensor]]:
     "Each text's token ids and their log-probabilities (float32), read in lm-eval's rolling windows after its start, in order."
-    route, L = backend.route("texts"), window_length(backend, opts.max_length)
+    L = window_length(backend, opts.max_length)
     work = [(i, w) for i, (start, ids) in enumerate(split) for w in rolling_windows(ids, start, L)]
     max_tokens, max_scored = backend.budgets(opts.max_tokens, opts.max_logits)
     def run(batch): return backend.pair_logprobs([w for _, w in batch])
     done = map_batches(run, work, [len(ctx) + len(cont) - 1 for _, (ctx, cont) in work], max_tokens, opts.batch_size,
                        opts.progress, desc="texts", scored=[len(cont) for _, (_, cont) in work], max_scored=max_scored,
                        stats=stats)
-    if stats is not None: stats.update(path=route.path, fallback=route.fallback)
+    if stats is not None: route = backend.route("texts"); stats.update(path=route.path, fallback=route.fallback)
     per = [[] for _ in split]
     for (i, _), lp in zip(work, done): per[i].append(lp)
     out = [(ids, torch.cat(lps) if lps else torch.zeros(0)) for (_, ids), lps in zip(split, per)]

@@ -120,7 +120,7 @@ def _loglikelihood(self: AlfredLM, requests, disable_tqdm: bool = False) -> list
     return out
 
 # %% ../nbs/20_lm_eval.ipynb #fa24b716
-def _tok_encode(self: AlfredLM, text: str) -> list[int]:
+def _hflm_text_ids(self: AlfredLM, text: str) -> list[int]:
     "A whole text's ids as `HFLM.tok_encode` gives them: the tokenizer's default special tokens, none if the text starts with the start token's text."
     starts = text.startswith(self.tokenizer.decode([self.prefix_token_id]))
     return list(self.tokenizer(text, add_special_tokens=not starts, verbose=False)["input_ids"])
@@ -130,7 +130,7 @@ def _loglikelihood_rolling(self: AlfredLM, requests, disable_tqdm: bool = False)
     "Each whole text's log-likelihood in lm-eval's rolling windows of `max_length` tokens."
     texts = [r.args[0] for r in requests]
     opts = TextOptions(max_length=self.max_length, batch_size=self.batch_size, progress=not disable_tqdm)
-    split = [([self.prefix_token_id], _tok_encode(self, t)) for t in texts]
+    split = [([self.prefix_token_id], _hflm_text_ids(self, t)) for t in texts]
     out = [math.fsum(lp.double().tolist()) for _, lp in ids_logprobs(self.backend, split, opts)]
     for t, ll in zip(texts, out): self.cache_hook.add_partial("loglikelihood_rolling", (t,), ll)
     return out

@@ -160,7 +160,7 @@ class HuggingFaceModel(ScoreMethods, GenerateMethods, EncodeMethods, TextMethods
         self.model, self.tokenizer = self.backend.model, self.backend.tokenizer
         self.model_string, self.source, self.int_8, self.trust_remote_code = model_string, source, int_8, trust_remote_code
         self.local_path = local_path   # as in Alfred: the folder given, else the hub cache; None for `from_model`
-        self.last_stats, self.last_run_stats = {}, {}   # of the last `score` (its batches) and the last saved `run`
+        self.last_stats, self.last_run_stats = {}, {}   # of the last call (its batches, its route) and the last saved `run`
 
     @classmethod
     def from_model(cls, model, # a loaded transformers model

@@ -18,10 +18,10 @@ from .scoring import score_queries, PlannedQueries
 from .generation import generate_queries, completion_ids
 
 # %% auto #0
-__all__ = ['TABLES', 'CLAIM_SECONDS', 'run_options', 'answer', 'weight_digest', 'offloaded_weights', 'tokenizer_state',
-           'fingerprint', 'query_json', 'key_json', 'cache_key', 'keyer', 'query_key', 'cache_error', 'open_cache_db',
-           'ResultCache', 'claim_alive', 'jsonl_line', 'jsonl_rows', 'read_jsonl', 'open_jsonl', 'check_queries',
-           'answer_chunk', 'run_saved', 'run_queries']
+__all__ = ['COUNTS', 'TABLES', 'CLAIM_SECONDS', 'run_options', 'answer', 'added_stats', 'weight_digest', 'offloaded_weights',
+           'tokenizer_state', 'fingerprint', 'query_json', 'key_json', 'cache_key', 'keyer', 'query_key', 'cache_error',
+           'open_cache_db', 'ResultCache', 'claim_alive', 'jsonl_line', 'jsonl_rows', 'read_jsonl', 'open_jsonl',
+           'check_queries', 'answer_chunk', 'run_saved', 'run_queries']
 
 # %% ../nbs/13_run.ipynb #a86f5505
 def run_options(qs: list, kwargs: dict) -> tuple[ScoreOptions | None, GenerateOptions | None]:
@@ -35,18 +35,33 @@ def run_options(qs: list, kwargs: dict) -> tuple[ScoreOptions | None, GenerateOp
 def answer(backend, # the model's backend
            qs: list, # query objects
            score_opts: ScoreOptions | None, generate_opts: GenerateOptions | None,
-           stats: dict | None = None, # filled with the scoring batches' statistics
+           stats: dict | None = None, # filled with the batches' statistics (see `added_stats`)
            planned=None, # the ranking questions' `PlannedQueries`, as `check_queries` made them
            prompt_ids: list | None = None) -> list: # the prompts' token ids, in order, as `check_queries` made them
     "Responses to a list of queries, in order: ranking questions scored, prompts completed."
     out = [None] * len(qs)
     ranked = [i for i, q in enumerate(qs) if isinstance(q, RankedQuery)]
     completion = [i for i, q in enumerate(qs) if isinstance(q, CompletionQuery)]
+    scored, generated = {}, {}
     if ranked:
-        for i, r in zip(ranked, score_queries(backend, [qs[i] for i in ranked], score_opts, stats, planned)): out[i] = r
+        for i, r in zip(ranked, score_queries(backend, [qs[i] for i in ranked], score_opts, scored, planned)): out[i] = r
     if completion:
-        for i, r in zip(completion, generate_queries(backend, [qs[i] for i in completion], generate_opts, ids=prompt_ids)): out[i] = r
+        for i, r in zip(completion, generate_queries(backend, [qs[i] for i in completion], generate_opts, generated, prompt_ids)): out[i] = r
+    if stats is not None: stats.update(added_stats([scored, generated], ["score", "generate"] if ranked and completion else None))
     return out
+
+COUNTS = ("batches", "items", "tokens", "padded", "oom_splits", "tokens_saved", "shared_prefixes", "cached_prompts")
+
+def added_stats(parts: list[dict], # the statistics of each call (empty for a call that did not run)
+                names: list[str] | None = None # what to call each call's path, where they differ in kind
+               ) -> dict:
+    "Several calls' statistics as one: counts added up, padding's share from the totals, each path and fallback said once, in order."
+    named = [(n, p) for n, p in zip(names or [None] * len(parts), parts) if p]
+    if len(named) == 1: return dict(named[0][1])
+    out = {k: sum(p.get(k, 0) for _, p in named) for k in COUNTS}
+    out["waste"] = 1 - out["tokens"] / out["padded"] if out["padded"] else 0.0
+    said = lambda key: "; ".join(dict.fromkeys(f"{n}: {p[key]}" if n else p[key] for n, p in named if p.get(key))) or None
+    return {**out, "path": said("path"), "fallback": said("fallback")}
 
 # %% ../nbs/13_run.ipynb #ddeab52e
 def weight_digest(t: torch.Tensor, chunk: int = 1 << 22) -> bytes:
@@ -326,7 +341,8 @@ def check_queries(backend, qs: list, score_opts: ScoreOptions | None,
 # %% ../nbs/13_run.ipynb #0ad688f1
 def answer_chunk(backend, qs: list, idx: list[int], out: list, keys: list | None, store: ResultCache | None, opts: list,
                  stats: dict, sink, written: set, seconds: float, planned=None,
-                 prompt_ids: dict | None = None) -> list[int]: # each prompt's ids by its index in `qs`, as `check_queries` made them
+                 prompt_ids: dict | None = None, # each prompt's ids by its index in `qs`, as `check_queries` made them
+                 parts: list | None = None) -> list[int]: # collects the chunk's batch statistics
     "Answer `qs` at `idx` into `out`: from the cache, or computed and stored where claimed; the indices another run holds."
     found = store.get([keys[i] for i in idx]) if store is not None else {}
     for i in idx: out[i] = found.get(keys[i]) if store is not None else None
@@ -335,7 +351,9 @@ def answer_chunk(backend, qs: list, idx: list[int], out: list, keys: list | None
     todo = [i for i in missing if mine is None or keys[i] in mine]
     plan = planned and planned.numbered([i for i in todo if isinstance(qs[i], RankedQuery)])   # planned once, up front
     ids = [list(prompt_ids[i]) for i in todo if i in prompt_ids] if prompt_ids else None
-    for i, r in zip(todo, answer(backend, [qs[i] for i in todo], *opts, planned=plan, prompt_ids=ids) if todo else []): out[i] = r
+    part = {}
+    for i, r in zip(todo, answer(backend, [qs[i] for i in todo], *opts, part, plan, ids) if todo else []): out[i] = r
+    if parts is not None: parts.append(part)
     if store is not None and todo: store.put({keys[i]: out[i] for i in todo})
     stats["cached"] += len(idx) - len(missing); stats["computed"] += len(todo)
     if sink:
@@ -345,7 +363,8 @@ def answer_chunk(backend, qs: list, idx: list[int], out: list, keys: list | None
 
 # %% ../nbs/13_run.ipynb #04351403
 def run_saved(backend, qs: list, score_opts, generate_opts, cache, jsonl, chunk_size: int, progress: bool,
-              fingerprint, stats: dict, overwrite: bool = False, planned=None, prompt_ids: dict | None = None) -> list:
+              fingerprint, stats: dict, overwrite: bool = False, planned=None, prompt_ids: dict | None = None,
+              batch_stats: dict | None = None) -> list: # filled with the batches' statistics of every chunk together
     "Answer `qs` chunk by chunk, taking what `cache` holds, saving each finished chunk, streaming to `jsonl`."
     if not isinstance(chunk_size, int) or chunk_size < 1: raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     if cache is not None and jsonl is not None and Path(jsonl).resolve() == Path(cache).resolve():
@@ -353,7 +372,7 @@ def run_saved(backend, qs: list, score_opts, generate_opts, cache, jsonl, chunk_
                          f"cache; give the JSON Lines file another name")
     store = ResultCache(cache) if cache is not None else None   # a bad path fails before the fingerprint reads every weight
     sink, bar = None, tqdm(total=len(qs), desc="run", disable=not progress)
-    out, waiting, seconds = [None] * len(qs), [], CLAIM_SECONDS
+    out, waiting, seconds, parts = [None] * len(qs), [], CLAIM_SECONDS, []
     stats.update(cached=0, computed=0)
     quiet = [o.replace(progress=False) if o is not None else None for o in (score_opts, generate_opts)]
     try:
@@ -361,7 +380,7 @@ def run_saved(backend, qs: list, score_opts, generate_opts, cache, jsonl, chunk_
         key = {kind: keyer(fp, o.key()) for kind, o in ((RankedQuery, score_opts), (CompletionQuery, generate_opts)) if o} if fp else {}
         keys = [key[type(q)](q) for q in qs] if fp else None
         sink, written = open_jsonl(jsonl, keys, overwrite) if jsonl is not None else (None, set())
-        job = lambda idx: answer_chunk(backend, qs, idx, out, keys, store, quiet, stats, sink, written, seconds, planned, prompt_ids)
+        job = lambda idx: answer_chunk(backend, qs, idx, out, keys, store, quiet, stats, sink, written, seconds, planned, prompt_ids, parts)
         for start in range(0, len(qs), chunk_size):
             idx, began = list(range(start, min(len(qs), start + chunk_size))), time.time()
             left = job(idx)
@@ -375,6 +394,7 @@ def run_saved(backend, qs: list, score_opts, generate_opts, cache, jsonl, chunk_
         bar.close()
         if sink: sink.close()
         if store is not None: store.release(); store.close()
+        if batch_stats is not None: batch_stats.update(added_stats(parts))   # also for a run stopped part way
     return out
 
 # %% ../nbs/13_run.ipynb #edd62935
@@ -384,7 +404,7 @@ def run_queries(backend, # the model's backend
                 jsonl=None, # a JSON Lines file to write each response to, in order
                 chunk_size: int = 256, # with `cache` or `jsonl`: queries answered (and saved) together
                 fingerprint=None, # a function giving the model's fingerprint (called once, only with `cache`)
-                stats: dict | None = None, # filled with the scoring batches' statistics
+                stats: dict | None = None, # filled with the batches' statistics, the path taken and why
                 run_stats: dict | None = None, # filled with how many answers were cached and computed
                 overwrite: bool = False, # replace a `jsonl` file that holds answers (else: resumed with `cache`, refused without)
                 **kwargs): # options for `score` and `generate`
@@ -397,5 +417,5 @@ def run_queries(backend, # the model's backend
     if cache is None and jsonl is None: out = answer(backend, qs, score_opts, generate_opts, stats, planned,
                                                      [list(prompt_ids[i]) for i in sorted(prompt_ids)] or None)
     else: out = run_saved(backend, qs, score_opts, generate_opts, cache, jsonl, chunk_size, progress,
-                          fingerprint, {} if run_stats is None else run_stats, overwrite, planned, prompt_ids)
+                          fingerprint, {} if run_stats is None else run_stats, overwrite, planned, prompt_ids, stats)
     return out[0] if single else out

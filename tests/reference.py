@@ -5,7 +5,7 @@ import weakref
 
 import pytest
 
-from alfred_fm.fixtures import TOL, assert_same, causal_reference, seq2seq_reference  # noqa: F401 -- for the tests
+from alfred_fm.fixtures import TOL, assert_same, causal_reference, reference_logprobs  # noqa: F401 -- for the tests
 
 
 _MEMO = weakref.WeakKeyDictionary()   # module -> {(ctx ids, cont ids): reference}: tests ask for the same pairs often
@@ -16,10 +16,9 @@ def reference_scores(model, query, **kw):
     "Reference summed log-probability of each candidate of a `(prompt, candidates)` query."
     prompt, cands = query
     ctx, conts = model.backend.query_ids(prompt, cands, **kw)
-    ref = seq2seq_reference if model.kind == "seq2seq" else causal_reference
     memo = _MEMO.setdefault(model.model, {})
     for k in conts:
-        if (tuple(ctx), tuple(k)) not in memo: memo[tuple(ctx), tuple(k)] = ref(model.model, ctx, k).double().sum().item()
+        if (tuple(ctx), tuple(k)) not in memo: memo[tuple(ctx), tuple(k)] = reference_logprobs(model.model, ctx, k).double().sum().item()
     return {c: memo[tuple(ctx), tuple(k)] for c, k in zip(cands, conts)}
 
 
