@@ -14,11 +14,11 @@ from tqdm.auto import tqdm
 from .queries import RankedQuery, CompletionQuery, as_queries
 from .responses import response_to_json, response_from_json
 from .options import ScoreOptions, GenerateOptions, split_options
-from .scoring import score_queries, PlannedQueries
+from .scoring import score_queries, PlannedQueries, added_counts
 from .generation import generate_queries, completion_ids
 
 # %% auto #0
-__all__ = ['COUNTS', 'TABLES', 'CLAIM_SECONDS', 'run_options', 'answer', 'added_stats', 'weight_digest', 'offloaded_weights',
+__all__ = ['TABLES', 'CLAIM_SECONDS', 'run_options', 'answer', 'added_stats', 'weight_digest', 'offloaded_weights',
            'tokenizer_state', 'fingerprint', 'query_json', 'key_json', 'cache_key', 'keyer', 'query_key', 'cache_error',
            'open_cache_db', 'ResultCache', 'claim_alive', 'jsonl_line', 'jsonl_rows', 'read_jsonl', 'open_jsonl',
            'check_queries', 'answer_chunk', 'run_saved', 'run_queries']
@@ -50,16 +50,13 @@ def answer(backend, # the model's backend
     if stats is not None: stats.update(added_stats([scored, generated], ["score", "generate"] if ranked and completion else None))
     return out
 
-COUNTS = ("batches", "items", "tokens", "padded", "oom_splits", "tokens_saved", "shared_prefixes", "cached_prompts")
-
 def added_stats(parts: list[dict], # the statistics of each call (empty for a call that did not run)
                 names: list[str] | None = None # what to call each call's path, where they differ in kind
                ) -> dict:
     "Several calls' statistics as one: counts added up, padding's share from the totals, each path and fallback said once, in order."
     named = [(n, p) for n, p in zip(names or [None] * len(parts), parts) if p]
     if len(named) == 1: return dict(named[0][1])
-    out = {k: sum(p.get(k, 0) for _, p in named) for k in COUNTS}
-    out["waste"] = 1 - out["tokens"] / out["padded"] if out["padded"] else 0.0
+    out = added_counts([p for _, p in named])
     said = lambda key: "; ".join(dict.fromkeys(f"{n}: {p[key]}" if n else p[key] for n, p in named if p.get(key))) or None
     return {**out, "path": said("path"), "fallback": said("fallback")}
 

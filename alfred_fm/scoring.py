@@ -19,10 +19,10 @@ from .hidden_states import prompt_states
 from .backends import Route
 
 # %% auto #0
-__all__ = ['CHUNK', 'PlannedQuery', 'own_logprobs', 'plan_queries', 'warn_cut', 'PlannedRow', 'plan_rows', 'share_prefixes',
-           'ScoringPlan', 'run_plan', 'normalized_logprob', 'calibrate_scores', 'rank_candidates', 'candidate_table',
-           'freeze', 'thaw', 'PlannedQueries', 'merged_stats', 'candidate_token_detail', 'rank_plan', 'score_queries',
-           'score_batch']
+__all__ = ['CHUNK', 'COUNTS', 'PlannedQuery', 'own_logprobs', 'plan_queries', 'warn_cut', 'PlannedRow', 'plan_rows',
+           'share_prefixes', 'ScoringPlan', 'run_plan', 'normalized_logprob', 'calibrate_scores', 'rank_candidates',
+           'candidate_table', 'freeze', 'thaw', 'PlannedQueries', 'added_counts', 'merged_stats',
+           'candidate_token_detail', 'rank_plan', 'score_queries', 'score_batch']
 
 # %% ../nbs/10_scoring.ipynb #c0f16a62
 @dataclass
@@ -311,11 +311,17 @@ class PlannedQueries:
         return asked + [thaw(f, q, name, s) for s in sets for name, q, f in self.calibrating.get(s, {}).values()]
 
 # %% ../nbs/10_scoring.ipynb #835cb691
+COUNTS = ("batches", "items", "tokens", "padded", "oom_splits", "tokens_saved", "shared_prefixes", "cached_prompts")
+
+def added_counts(parts: list[dict]) -> dict:
+    "The counts of several parts' statistics added up (a count a part lacks is 0), and padding's share read from the totals."
+    out = {k: sum(p.get(k, 0) for p in parts) for k in COUNTS}
+    out["waste"] = 1 - out["tokens"] / out["padded"] if out["padded"] else 0.0
+    return out
+
 def merged_stats(route: Route, parts: list[dict]) -> dict:
     "The statistics of a call run in chunks: counts added up, padding's share and the path read from the totals."
-    out = {k: sum(p[k] for p in parts) for k in ("batches", "items", "tokens", "padded", "oom_splits", "tokens_saved",
-                                                  "shared_prefixes", "cached_prompts")}
-    out["waste"] = 1 - out["tokens"] / out["padded"] if out["padded"] else 0.0
+    out = added_counts(parts)
     return {**out, "path": route.words(out["shared_prefixes"], out["cached_prompts"]), "fallback": route.fallback}
 
 # %% ../nbs/10_scoring.ipynb #4a62dcb8
