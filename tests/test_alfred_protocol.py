@@ -99,10 +99,6 @@ def test_alfred_options_change_no_cache_key():
     assert ScoreOptions(no_tqdm=True).progress is False and GenerateOptions(no_tqdm=True).progress is False
 
 
-def test_with_grad_refused(llama):
-    with pytest.raises(ValueError, match="keep no gradients"): llama.score(ours(PAIRS), with_grad=True)
-
-
 def test_local_path(llama):
     from huggingface_hub.constants import HF_HUB_CACHE
     assert llama.local_path == HF_HUB_CACHE

@@ -35,8 +35,9 @@ def no_forward(monkeypatch):
     return patch
 
 
-def raises(exc, match):
-    return pytest.raises(exc, match=re.escape(match))
+def raises(exc, *parts):
+    "Expect `exc` with a message holding each of `parts`, in order."
+    return pytest.raises(exc, match=re.compile(".*".join(map(re.escape, parts)), re.S))
 
 def broken_probe_said():
     "A model with NaN or inf in it fails the checks it meets on first use, which say so (not as a difference in nats)."
@@ -198,8 +199,11 @@ def row_truncated_gguf(tmp_path, **_):
     with raises(OSError, "could not load a model from"): HuggingFaceModel(str(cut))
 
 def row_int8_without_bitsandbytes(llama_dir, monkeypatch, **_):
+    import transformers
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
+    def no_load(*a, **k): raise AssertionError("weights were loaded before the missing package was reported")
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_load)
     with raises(ImportError, "int_8=True needs bitsandbytes"): HuggingFaceModel(str(llama_dir), int_8=True)
 
 def row_offload_folder_not_writable(llama_dir, tmp_path, **_):
@@ -211,9 +215,8 @@ def row_unknown_from_pretrained_keyword(llama_dir, monkeypatch, **_):
     def no_load(*a, **k): raise AssertionError("weights were loaded before the bad keyword was reported")
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_load)
     with raises(TypeError, "unknown keyword atn_implementation=: it is neither an argument of transformers' from_pretrained "
-                           "nor a setting of this model's configuration (LlamaConfig)"):
+                           "nor a setting of this model's configuration (LlamaConfig)", "did you mean attn_implementation=?"):
         HuggingFaceModel(str(llama_dir), atn_implementation="eager")
-    with raises(TypeError, "did you mean attn_implementation=?"): HuggingFaceModel(str(llama_dir), atn_implementation="eager")
     with raises(TypeError, "alfred_fm does not pass torch_dtype= on to from_pretrained: pass dtype= instead"):
         HuggingFaceModel(str(llama_dir), torch_dtype=torch.float32)
 
@@ -221,9 +224,8 @@ def row_unknown_attn_implementation(llama_dir, monkeypatch, **_):
     import transformers
     def no_load(*a, **k): raise AssertionError("weights were loaded before the bad name was reported")
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_load)
-    with raises(ValueError, "unknown attn_implementation='eagre'; use one of ['eager', "):
+    with raises(ValueError, "unknown attn_implementation='eagre'; use one of ['eager', ", "(did you mean 'eager'?)"):
         HuggingFaceModel(str(llama_dir), attn_implementation="eagre")
-    with raises(ValueError, "(did you mean 'eager'?)"): HuggingFaceModel(str(llama_dir), attn_implementation="eagre")
 
 def row_revision_on_disk(llama_dir, **_):
     with pytest.warns(UserWarning, match=re.escape("revision='v2' is ignored")):     # policy: a folder has no versions
@@ -299,13 +301,15 @@ def row_cache_folder_missing(llama, no_forward, tmp_path, **_):
 
 def row_jsonl_holds_answers(llama, no_forward, tmp_path, **_):
     (tmp_path / "x.jsonl").write_text('{"index": 0}\n')
-    with raises(FileExistsError, "already holds answers, and a run without cache= would replace them"):
+    with raises(FileExistsError, "already holds answers, and a run without cache= would replace them", "pass overwrite=True"):
         no_forward(llama).run([("Q:", [" a"])], jsonl=tmp_path / "x.jsonl")
     assert (tmp_path / "x.jsonl").read_text() == '{"index": 0}\n'
 
 def row_jsonl_is_the_cache(llama, no_forward, tmp_path, **_):
-    with raises(ValueError, "jsonl= and cache= name the same file"):
-        no_forward(llama).run([("Q:", [" a"])], cache=tmp_path / "c.sqlite", jsonl=tmp_path / "c.sqlite")
+    db, qs = tmp_path / "c.sqlite", [("Q:", [" a"]), ("Hi", [" there"])]
+    llama.run(qs, cache=db, progress=False)
+    with raises(ValueError, "jsonl= and cache= name the same file"): no_forward(llama).run(qs, cache=db, jsonl=db)
+    with sqlite3.connect(db) as c: assert c.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == len(qs)   # kept
 
 def row_jsonl_cut_line(llama, tmp_path, **_):
     from alfred_fm.run import read_jsonl
@@ -316,21 +320,31 @@ def row_jsonl_cut_line(llama, tmp_path, **_):
 def row_cache_read_only(llama, no_forward, tmp_path, monkeypatch, **_):
     connect = sqlite3.connect   # as SQLite sees a file without write permission (chmod does not stop root)
     monkeypatch.setattr(sqlite3, "connect", lambda p, *a, **k: connect(f"file:{p}?mode=ro", *a, **{**k, "uri": True}))
-    with raises(PermissionError, "is not writable"): no_forward(llama).run([("Q:", [" a"])], cache=tmp_path / "c.sqlite")
+    with raises(PermissionError, "is not writable", "fix the permissions"):
+        no_forward(llama).run([("Q:", [" a"])], cache=tmp_path / "c.sqlite")
 
 def row_cache_of_another_program(llama, no_forward, tmp_path, **_):
-    with sqlite3.connect(tmp_path / "app.sqlite") as c: c.execute("CREATE TABLE people (name TEXT)")
-    with raises(ValueError, "is another program's SQLite database"):
-        no_forward(llama).run([("Q:", [" a"])], cache=tmp_path / "app.sqlite")
+    db = tmp_path / "app.sqlite"
+    with sqlite3.connect(db) as c: c.execute("CREATE TABLE people (name TEXT)"); c.execute("INSERT INTO people VALUES ('a')")
+    before = db.read_bytes()
+    with raises(ValueError, "is another program's SQLite database"): no_forward(llama).run([("Q:", [" a"])], cache=db)
+    assert db.read_bytes() == before                                    # unchanged, journal mode included
+    with sqlite3.connect(db) as c: assert c.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
 
 def row_candidate_named_like_a_tag(llama, tmp_path, **_):
-    q = ("Q:", ["__tensor__", "dtype"])
-    first = llama.run([q], cache=tmp_path / "c.sqlite", progress=False)
-    assert llama.run([q], cache=tmp_path / "c.sqlite", progress=False) == first and llama.last_run_stats["cached"] == 1
+    qs = [("Pick:", ["__tensor__", " no"]), ("Pick:", ["__tensor__", "dtype"])]
+    first = llama.run(qs, cache=tmp_path / "c.sqlite", progress=False)
+    assert llama.run(qs, cache=tmp_path / "c.sqlite", progress=False) == first
+    assert llama.last_run_stats == {"cached": 2, "computed": 0}
 
 def row_bad_query_in_a_later_chunk(llama, no_forward, tmp_path, **_):
-    qs = [("Q:", [" a"])] * 3 + [("Q:", [" a", ""])]
-    with raises(ValueError, "has no tokens"): no_forward(llama).run(qs, cache=tmp_path / "c.sqlite", chunk_size=1)
+    qs = [("Q:", [" a"])] * 3 + ["Once upon a time"]
+    for saved in ("cache", "jsonl", None):
+        where = {saved: tmp_path / f"x.{saved}"} if saved else {}
+        with raises(ValueError, "has no tokens"):
+            no_forward(llama).run(qs + [("Q:", [" a", ""])], **where, chunk_size=1, max_new_tokens=3)
+        with raises(ValueError, "max_new_tokens"):
+            no_forward(llama).run(qs + ["word " * 600], **where, chunk_size=1, max_new_tokens=3)
 
 def row_option_without_content(llama, no_forward, tmp_path, **_):
     with raises(TypeError, "the option prefix_allowed_tokens_fn cannot be part of a cache key"):
@@ -407,9 +421,13 @@ def row_non_finite_generation(llama_dir, **_):
 def row_non_finite_embedding(llama_dir, **_):
     m = HuggingFaceModel(str(llama_dir), trust_remote_code=False)
     with torch.no_grad(): m.model.get_input_embeddings().weight[m.tokenizer(" France").input_ids[0]] = float("nan")
-    with raises(ValueError, "text 1: its embedding is NaN or inf: the model overflowed"):
-        m.encode(["Hi", "The capital of France is"], batch_size=1, progress=False)
-    inputs = m.tokenizer(["Hi", "The capital of France is"], padding=True, return_tensors="pt")
+    texts = ["a short text", "The capital of France is", "a"]
+    assert torch.isfinite(m.encode([texts[0], texts[2]], progress=False)).all()      # the other texts are fine
+    for batch_size in (1, 8):
+        for reduction in ("mean", "none"):        # the caller's text is named, never a NaN vector, whatever the batch
+            with raises(ValueError, "text 1: its embedding is NaN or inf: the model overflowed", "dtype='float32' or 'bfloat16'"):
+                m.encode(texts, reduction=reduction, batch_size=batch_size, progress=False)
+    inputs = m.tokenizer(texts[:2], padding=True, return_tensors="pt")
     with raises(ValueError, "row 1: its hidden state is NaN or inf"): m._get_hidden_states(inputs)
 
 def row_non_finite_whole_text(llama_dir, **_):
@@ -459,6 +477,7 @@ def row_share_prefix_fails_check(llama_dir, monkeypatch, **_):
     qs = [("Answer with one word, the colour that fits best. " * 3 + f"Q: {x}? A:", [" green", " blue"]) for x in ("grass", "sky")]
     with pytest.warns(UserWarning, match="computing each prompt whole instead"): got = m.score(qs, progress=False)
     assert m.backend.no_packing is None and m.backend.no_sharing and m.last_stats["shared_prefixes"] == 0
+    assert (m.last_stats["path"], m.last_stats["fallback"]) == ("packed rows", m.backend.no_sharing)   # it says why
     for q, g in zip(qs, got): assert g.logits == pytest.approx(reference_scores(m, q), abs=1e-4)
 
 

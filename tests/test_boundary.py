@@ -27,13 +27,15 @@ def expected(model, prompt, cands):
     return whole_text_reference(model.model, model.tokenizer, prompt, cands)
 
 
-@pytest.mark.parametrize("name", ["llama", "plain_llama", pytest.param("smol", marks=pytest.mark.slow)])
-def test_every_boundary_equals_whole_text_reference(name, request):
+@pytest.mark.parametrize("name, queries", [pytest.param("llama", QUERIES, id="llama"), pytest.param("plain_llama", QUERIES, id="plain_llama"),
+    pytest.param("smol", QUERIES[:1], id="smol-mid-word"),   # once said "'tive' has no tokens; give a non-empty candidate"
+    pytest.param("smol", QUERIES[1:], id="smol-the-rest", marks=pytest.mark.slow)])
+def test_every_boundary_equals_whole_text_reference(name, queries, request):
     model = request.getfixturevalue(name)
-    assert len(merging(model, QUERIES)) >= 2, "the cases must include candidates that merge with the prompt"
+    assert merging(model, queries), "the cases must include candidates that merge with the prompt"
     for packed in (None, False):
-        got = model.score(QUERIES, packed=packed, progress=False)
-        for (prompt, cands), r in zip(QUERIES, got):
+        got = model.score(queries, packed=packed, progress=False)
+        for (prompt, cands), r in zip(queries, got):
             for c, v in expected(model, prompt, cands).items():
                 assert r.logits[c] == pytest.approx(v, abs=1e-4), (name, packed, prompt, c)
 
@@ -58,12 +60,6 @@ def test_merged_candidate_detail_and_normalisation(plain_llama):
     mean = plain_llama.score((prompt, cands), normalize="mean", progress=False)
     for c in cands:
         assert mean.adjusted[c] == pytest.approx(r.logits[c] / len(r.token_logprobs[c]), abs=1e-4)   # two calls
-
-
-def test_a_mid_word_candidate_is_not_called_empty(smol):
-    "Before: 'Sentiment: posi' + 'tive' said 'has no tokens; give a non-empty candidate'."
-    r = smol.score(("Sentiment: posi", ["tive", "tion"]), progress=False)
-    assert r.logits["tive"] == pytest.approx(expected(smol, "Sentiment: posi", ["tive", "tion"])["tive"], abs=1e-4)
 
 
 def test_calibration_with_a_merging_label_set(llama):

@@ -143,9 +143,3 @@ def test_a_temperature_samples_reproducibly(llama):
     torch.manual_seed(0)
     assert [r.prediction for r in llama.run(prompts, max_new_tokens=8, temperature=5.0, progress=False)] == samples[0]
 
-
-def test_do_sample_false_with_a_temperature_warns_and_decodes_greedily(llama):
-    greedy = llama.generate("The capital of France is", max_new_tokens=8, progress=False)
-    with pytest.warns(UserWarning, match=r"temperature=5.0 is ignored: do_sample=False decodes greedily"):
-        r = llama.generate("The capital of France is", max_new_tokens=8, temperature=5.0, do_sample=False, progress=False)
-    assert r.prediction == greedy.prediction

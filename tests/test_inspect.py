@@ -129,17 +129,14 @@ def test_inspectors_are_widgets(smol, minilm, review_refs):
 
     before = ins.image.value
     dashboard.children[0].children[0].calibrate.value = True   # the control, reached through the dashboard
-    want, ranked = expected(refs, ntok, "sum", True, 1.0)
+    want, _ = expected(refs, ntok, "sum", True, 1.0)   # redrawn with the new value (every control: the tests above)
     assert widths(axis(ins.fig, "probability")) == pytest.approx(want, abs=1e-4)
-    assert widths(axis(ins.fig, "log-probability"), 1) == pytest.approx(list(ranked.values()), abs=1e-4)
     assert ins.image.value != before and png_size(ins.image.value)[0] > 500
 
     before = ex.image.value
     dashboard.children[0].children[1].reduction.value = "max"
     emb = minilm.encode(TEXTS, reduction="max", progress=False)
     assert image(axis(ex.fig, "cosine")) == pytest.approx(cosine(emb), abs=1e-4)
-    pcs = np.asarray(axis(ex.fig, "pca").collections[0].get_offsets())
-    assert pcs == pytest.approx(embedding_geometry(emb)[1], rel=1e-4, abs=1e-4)
     assert ex.image.value != before and png_size(ex.image.value)[0] > 500
 
 

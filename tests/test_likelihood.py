@@ -46,16 +46,19 @@ def test_loglikelihood_rolling_matches_lm_eval(smol, max_length):
 
 
 def test_prefix_token_id_gives_lm_evals_defaults(smol):
-    "With HFLM's start token (SmolLM2's BOS, which its tokenizer never adds), loglikelihood is HFLM's at its defaults."
+    """With HFLM's start token (SmolLM2's BOS, which its tokenizer never adds), loglikelihood is HFLM's at its defaults,
+    and so is the lm-eval model's, which takes HFLM's start token by itself."""
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
+    from alfred_fm.lm_eval import AlfredLM
     lm = HFLM(pretrained=smol.model, tokenizer=smol.tokenizer, batch_size=4, max_length=16)
     reqs = [Instance(request_type="loglikelihood_rolling", doc={}, arguments=(t,), idx=i) for i, t in enumerate(TEXTS)]
     theirs = lm.loglikelihood_rolling(reqs, disable_tqdm=True)
     ours = smol.loglikelihood(TEXTS, max_length=16, prefix_token_id=lm.prefix_token_id, progress=False)
     plain = smol.loglikelihood(TEXTS, max_length=16, progress=False)
-    for t, a, b, c in zip(TEXTS, ours, theirs, plain):
-        assert a.logprob == pytest.approx(b, abs=1e-3), t
+    as_lm = AlfredLM(smol, max_length=16).loglikelihood_rolling(reqs, disable_tqdm=True)
+    for t, a, b, c, d in zip(TEXTS, ours, theirs, plain, as_lm):
+        assert a.logprob == pytest.approx(b, abs=1e-3) and d == pytest.approx(b, abs=1e-3), t
         assert abs(c.logprob - b) > 1e-2, t   # the start token matters: the default is another number
 
 

@@ -140,13 +140,13 @@ def test_simple_evaluate_equals_hflm_with_chat_template(name, request, tasks):
     assert gen(ours) == gen(theirs)
 
 
-@pytest.mark.parametrize("name", ["smol", "bos_llama"])
-def test_loglikelihood_rolling_equals_hflm_at_its_defaults(name, request):
-    "Whole texts in windows of 16 tokens (several per text), from HFLM's own start token and tokenisation."
+def test_loglikelihood_rolling_equals_hflm_at_its_defaults(bos_llama):
+    """Whole texts in windows of 16 tokens (several per text), from HFLM's own start token and tokenisation, for a
+    tokenizer that adds its BOS (SmolLM2's, which does not: tests/test_likelihood.py, with `loglikelihood`'s)."""
     from lm_eval.api.instance import Instance
     from alfred_fm.lm_eval import AlfredLM
     from test_likelihood import TEXTS
-    model = request.getfixturevalue(name)
+    model = bos_llama
     reqs = [Instance("loglikelihood_rolling", {}, (t,), i) for i, t in enumerate(TEXTS)]
     from lm_eval.models.huggingface import HFLM
     theirs = HFLM(pretrained=model.model, tokenizer=model.tokenizer, batch_size=4, max_length=16).loglikelihood_rolling(reqs, disable_tqdm=True)

@@ -17,10 +17,6 @@ LETTERS = [("Question: Which of these is a mammal?\nA) shark B) dolphin C) trout
            ("Question: What is 3 + 4?\nA) 5 B) 6 C) 7 D) 8\nAnswer:", [" A", " B", " C", " D"])]
 
 
-def test_packing_is_used_for_smollm2(smol):
-    assert smol.backend.no_packing is None
-
-
 def test_label_set_equals_reference(smol):
     queries = [(a, LABELS) for a in ARTICLES]
     rs = smol.score(queries, progress=False)

@@ -33,28 +33,13 @@ QS = [RankedQuery(f"Q{i}: yes or no?", [" yes", " no"]) for i in range(5)] + [Co
 OPTS = dict(chunk_size=2, max_new_tokens=3, progress=False)
 
 
-# ---- item 4: JSON Lines ------------------------------------------------------------------------------------------
-
-def test_a_rerun_without_cache_never_empties_a_jsonl(m, no_forward, tmp_path):
-    out = tmp_path / "labels.jsonl"
-    first = m.run(QS, jsonl=out, **OPTS)
-    before = out.read_bytes()
-    with pytest.raises(FileExistsError, match="pass overwrite=True"): no_forward(m).run(QS, jsonl=out, **OPTS)
-    assert out.read_bytes() == before                                    # untouched, nothing computed
-
+# ---- item 4: JSON Lines (refusals and a cut line: the bad-input table's jsonl-* rows) -------------------------------
 
 def test_overwrite_true_replaces_the_jsonl(m, tmp_path):
     out = tmp_path / "labels.jsonl"
     out.write_text('{"index": 0, "query": {}, "response": {"type": "CompletionResponse", "prediction": "old"}}\n')
     again = m.run(QS, jsonl=out, overwrite=True, **OPTS)
     assert read_jsonl(out) == again
-
-
-def test_a_jsonl_that_is_the_cache_is_refused_before_any_work(m, no_forward, tmp_path):
-    db = tmp_path / "c.sqlite"
-    m.run(QS, cache=db, **OPTS)
-    with pytest.raises(ValueError, match="name the same file"): no_forward(m).run(QS, cache=db, jsonl=db, **OPTS)
-    with sqlite3.connect(db) as c: assert c.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == len(QS)
 
 
 def test_a_resumed_jsonl_keeps_its_lines_and_appends_the_missing_ones(m, tmp_path):
@@ -87,22 +72,7 @@ def test_nan_is_written_as_valid_json():
     assert row["response"]["score"] == {"__float__": "nan"}
 
 
-def test_read_jsonl_skips_a_cut_last_line_with_a_warning(m, tmp_path):
-    out = tmp_path / "labels.jsonl"
-    whole = m.run(QS, jsonl=out, **OPTS)
-    text = out.read_text()
-    out.write_text(text + text.splitlines()[0][:30])
-    with pytest.warns(UserWarning, match="cut short"): assert read_jsonl(out) == whole
-
-
-# ---- item 5: the cache file ---------------------------------------------------------------------------------------
-
-def test_a_candidate_named_like_a_tag_is_cached_and_read_back(m, tmp_path):
-    qs = [RankedQuery("Pick:", ["__tensor__", " no"]), RankedQuery("Pick:", ["__tensor__", "dtype"])]
-    first = m.run(qs, cache=tmp_path / "c.sqlite", progress=False)
-    assert m.run(qs, cache=tmp_path / "c.sqlite", progress=False) == first
-    assert m.last_run_stats == {"cached": 2, "computed": 0}
-
+# ---- item 5: the cache file (another program's, a new one that cannot be written: the table's cache-* rows) ---------
 
 def read_only(monkeypatch):
     "SQLite opens every file read-only, as for a file without write permission (chmod does not stop root)."
@@ -125,30 +95,7 @@ def test_a_chmod_read_only_cache_fails_before_any_work(m, no_forward, tmp_path):
     with pytest.raises(PermissionError, match="not writable"): no_forward(m).run(QS, cache=db, **OPTS)
 
 
-def test_a_cache_sqlite_cannot_open_is_a_permission_problem(m, no_forward, tmp_path, monkeypatch):
-    read_only(monkeypatch)   # a new file that cannot be created, as in a read-only folder
-    with pytest.raises(PermissionError, match="fix the permissions"): no_forward(m).run(QS, cache=tmp_path / "new.sqlite", **OPTS)
-
-
-def test_another_programs_database_is_refused_unchanged(m, no_forward, tmp_path):
-    db = tmp_path / "app.sqlite"
-    with sqlite3.connect(db) as c: c.execute("CREATE TABLE people (name TEXT)"); c.execute("INSERT INTO people VALUES ('a')")
-    before = db.read_bytes()
-    with pytest.raises(ValueError, match="another program's SQLite database"): no_forward(m).run(QS, cache=db, **OPTS)
-    assert db.read_bytes() == before
-    with sqlite3.connect(db) as c: assert c.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
-
-
-# ---- item 6: every query checked before the first forward ----------------------------------------------------------
-
-@pytest.mark.parametrize("saved", ["cache", "jsonl", None])
-def test_a_bad_query_in_a_later_chunk_fails_before_any_work(m, no_forward, tmp_path, saved):
-    where = {saved: tmp_path / f"x.{saved}"} if saved else {}
-    with pytest.raises(ValueError, match="has no tokens"):
-        no_forward(m).run(QS + [RankedQuery("Q:", [" a", ""])], **where, **OPTS)
-    with pytest.raises(ValueError, match="max_new_tokens"):
-        no_forward(m).run(QS + [CompletionQuery("word " * 600)], **where, **OPTS)
-
+# ---- item 6: every query checked before the first forward: the bad-input table's row bad-query-in-a-later-chunk ----
 
 # ---- item 2: the key changes whenever the answer could -------------------------------------------------------------
 

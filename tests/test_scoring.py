@@ -19,21 +19,16 @@ QUERIES = [
 ]
 
 
-def _check(model, responses, queries, eps):
-    assert_reference(model, queries, responses, eps)
-    for r in responses: assert sum(r.scores.values()) == pytest.approx(1.0, abs=1e-9)
-
-
 @pytest.mark.parametrize("batch_size", [64, 3])
 def test_causal_batched_equals_reference(smol, batch_size):
-    _check(smol, smol.score(QUERIES, batch_size=batch_size, progress=False), QUERIES, 1e-4)
+    assert_reference(smol, QUERIES, smol.score(QUERIES, batch_size=batch_size, progress=False))
 
 
 def test_causal_token_budget_and_order(smol):
     "A small token budget (many batches) and a shuffled query order change nothing."
     shuffled = QUERIES[:]
     random.Random(0).shuffle(shuffled)
-    _check(smol, smol.score(shuffled, max_tokens=64, progress=False), shuffled, 1e-4)
+    assert_reference(smol, shuffled, smol.score(shuffled, max_tokens=64, progress=False))
 
 
 def test_candidate_tokens_follow_lm_eval_boundary(smol):
@@ -55,7 +50,7 @@ def test_one_bos(llama):
     for prompt in ["Answer:", "<s>Answer:", ""]:
         ctx, _ = llama.backend.query_ids(prompt, [" yes"])
         assert ctx[0] == bos and ctx.count(bos) == 1
-    _check(llama, llama.score(QUERIES, batch_size=4, progress=False), QUERIES, 1e-4)
+    assert_reference(llama, QUERIES, llama.score(QUERIES, batch_size=4, progress=False))
 
 
 def test_seq2seq_batched_equals_reference(t5):
@@ -94,16 +89,6 @@ def test_token_logprobs(smol):
     for c, toks in r.token_logprobs.items():
         assert "".join(t for t, _ in toks) == c
         assert sum(v for _, v in toks) == pytest.approx(r.logits[c], abs=1e-5)
-
-
-def test_responses_in_callers_order(smol):
-    "Work is length-sorted inside; every response comes back at its query's index."
-    alone = [smol.score(q, progress=False) for q in QUERIES]
-    together = smol.score(list(reversed(QUERIES)), progress=False)[::-1]
-    for a, b, (_, cands) in zip(alone, together, QUERIES):
-        assert list(b.logits) == cands
-        assert a.prediction == b.prediction
-        for c in cands: assert a.logits[c] == pytest.approx(b.logits[c], abs=1e-4)
 
 
 def test_bfloat16_batched_equals_unbatched(tmp_path):
@@ -148,9 +133,9 @@ def test_calibration_flips_a_prediction(smol):
         assert calibrated.scores[c] == pytest.approx(w[c] / sum(w.values()), abs=1e-4)
 
 
-@pytest.mark.parametrize("normalize", ["sum", "mean", "char", "byte"])
+@pytest.mark.parametrize("normalize", ["mean", "char", "byte"])
 def test_normalisation_every_path(smol, normalize):
-    "Each normalisation divides the reference sum by the candidate's length, packed or one row per pair."
+    "Each normalisation divides the reference sum by the candidate's length, packed or one row per pair (the sum itself: above)."
     queries = QUERIES[:3] + QUERIES[4:6]
     for packed in (True, False):
         for (prompt, cands), r in zip(queries, smol.score(queries, normalize=normalize, packed=packed, progress=False)):
@@ -158,7 +143,7 @@ def test_normalisation_every_path(smol, normalize):
             ctx, conts = smol.backend.query_ids(prompt, cands)
             for c, k in zip(cands, conts):
                 text = c if not prompt.endswith(" ") else " " + c   # a prompt's trailing space moves to the candidate
-                n = {"sum": 1, "mean": len(k), "char": len(text), "byte": len(text.encode())}[normalize]
+                n = {"mean": len(k), "char": len(text), "byte": len(text.encode())}[normalize]
                 assert (r.adjusted or r.logits)[c] == pytest.approx(ref[c] / n, abs=1e-4), (prompt, c)
 
 
@@ -177,7 +162,6 @@ def test_tiny_llama_every_path_equals_reference(llama):
     "Packed, one row per pair, one query per batch, and a budget that splits each query's candidates: all the reference."
     qs = [(p, [" green", " Paris", " no", " a longer candidate answer"])
           for p in ["Q: what colour is grass? A:", "The capital of France is", "Review: dull. Sentiment:"]]
-    assert llama.backend.no_packing is None
     runs = [llama.score(qs, progress=False), llama.score(qs, batch_size=1, progress=False),
             llama.score(qs, packed=False, progress=False), llama.score(qs, max_tokens=12, progress=False)]
     for i, q in enumerate(qs):
