@@ -283,6 +283,12 @@ class Route:
         after = [w for w, n in (("shared prefixes", shared), ("cached prompts", cached)) if n]
         return f"{'packed rows ' if self.packed else ''}after {' and '.join(after)}" if after else self.path
 
+    def said(self, shared: int = 0, # shared prefixes the call's rows continued
+             cached: int = 0 # long prompts run into caches of their own
+            ) -> dict:
+        "What a call's `last_stats` says of its route: `path`, in `words`, and `fallback`."
+        return {"path": self.words(shared, cached), "fallback": self.fallback}
+
 @patch
 def route(self: Backend, call: str, # one of `CALLS`
           packed: bool | None = None, # `score`'s `packed`, as the caller gave it

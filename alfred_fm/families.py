@@ -179,9 +179,9 @@ FULL = _job(scale=3, shots=12, max_tokens=160, max_new_tokens=12)
 def _reference(model, ctx: list[int], cont: list[int]) -> float:
     return reference_logprobs(model.model, ctx, cont).double().sum().item()
 
-def _route(model, diff: float) -> dict:
-    "The path the last call took, why a check chose it, and its largest difference to the reference."
-    return dict(path=model.last_stats["path"], fallback=model.last_stats["fallback"], diff=diff)
+def _route(stats: dict, diff: float) -> dict:
+    "The path a call took and why a check chose it (from its `last_stats`), and its largest difference to the reference."
+    return dict(path=stats["path"], fallback=stats["fallback"], diff=diff)
 
 def _check_score(model, queries: list, job: Job) -> dict:
     rs = model.score(queries, progress=False, max_tokens=job.max_tokens)
@@ -189,7 +189,7 @@ def _check_score(model, queries: list, job: Job) -> dict:
     for (prompt, cands), r in zip(queries, rs):
         ctx, conts = model.backend.query_ids(prompt, cands)
         diff = max([diff] + [abs(r.logits[c] - _reference(model, ctx, k)) for c, k in zip(cands, conts)])
-    return _route(model, diff)
+    return _route(model.last_stats, diff)
 
 def _check_score_batch(model, job: Job) -> dict:
     pairs = [(p, c) for p, cs in job.queries for c in cs]
@@ -197,14 +197,14 @@ def _check_score_batch(model, job: Job) -> dict:
     for (p, c), o in zip(pairs, out):
         ctx, (k,) = model.backend.query_ids(p, [c])
         diff = max(diff, abs(float(o["logit"]) - _reference(model, ctx, k)))
-    return _route(model, diff)
+    return _route(model.last_stats, diff)
 
 # %% ../nbs/22_families.ipynb #2f6c1e8a
 def _check_loglikelihood(model, job: Job) -> dict:
     res, b, diff = model.loglikelihood(job.texts, progress=False, max_tokens=job.max_tokens), model.backend, 0.0
     for t, r in zip(job.texts, res):
         diff = max(diff, abs(r.logprob - _reference(model, b.start, model.tokenizer(t, add_special_tokens=False)["input_ids"])))
-    return _route(model, diff)
+    return _route(model.last_stats, diff)
 
 # %% ../nbs/22_families.ipynb #0b9d7c35
 def _check_generate(model, prompts: list[str], job: Job) -> dict:
@@ -216,9 +216,9 @@ def _check_generate(model, prompts: list[str], job: Job) -> dict:
     for p, t, a in zip(prompts, together, alone):
         ids, lp = greedy_reference(model.model, model.backend.prompt_ids(p), n, model.backend.eos_id)
         text = model.tokenizer.decode(ids, skip_special_tokens=True)
-        if t.prediction != text or a.prediction != text: return dict(path=stats["path"], fallback=stats["fallback"], diff=math.inf)
+        if t.prediction != text or a.prediction != text: return _route(stats, math.inf)
         diff = max(diff, abs(t.score - lp), abs(a.score - lp))
-    return dict(path=stats["path"], fallback=stats["fallback"], diff=diff)
+    return _route(stats, diff)
 
 # %% ../nbs/22_families.ipynb #6a3e5f12
 def _reduced(h: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -234,7 +234,7 @@ def _check_encode(model, job: Job) -> dict:
         want = torch.stack([_reduced(h, r) for h in states])
         got = model.encode(job.encode, reduction=r, progress=False, max_tokens=job.max_tokens)
         diff = max(diff, ((got - want).abs().max() / want.abs().max().clamp(min=1)).item())
-    return _route(model, diff)
+    return _route(model.last_stats, diff)
 
 # %% ../nbs/22_families.ipynb #d84b1c7e
 def check_paths(model, # a loaded `HuggingFaceModel`

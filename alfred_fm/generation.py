@@ -182,7 +182,7 @@ def generate_from_ids(backend, # the model's backend
                       backend.budgets(opts.max_tokens)[0], opts.batch_size, opts.progress, desc="generate",
                       groups=group, saved=saved if groups else None, stats=stats,
                       costs=[len(p) + opts.max_new_tokens for p in prompts], outside=sum(p for p, _ in groups))
-    if stats is not None: stats.update(shared_prefixes=len(groups), fallback=route.fallback, path=route.words(shared=len(groups)))
+    if stats is not None: stats.update(shared_prefixes=len(groups), **route.said(shared=len(groups)))
     return out
 
 # %% ../nbs/11_generation.ipynb #c98c8a0b

@@ -86,7 +86,7 @@ def embed_texts(backend, # the model's backend
     out = map_batches(lambda b: embed_batch(backend, b, opts.reduction, opts.layer, tokenized=True), toks,
                       [len(t) for t in toks], backend.budgets(opts.max_tokens)[0], opts.batch_size, opts.progress,
                       desc="encode", stats=stats)
-    if stats is not None: route = backend.route("encode"); stats.update(path=route.path, fallback=route.fallback)
+    if stats is not None: stats.update(backend.route("encode").said())
     if opts.reduction == "none": return out[0] if single else out
     out = torch.stack(out)
     if opts.normalize: out = torch.nn.functional.normalize(out, dim=-1)

@@ -100,7 +100,7 @@ def ids_logprobs(backend, # the model's backend
     done = map_batches(run, work, [len(ctx) + len(cont) - 1 for _, (ctx, cont) in work], max_tokens, opts.batch_size,
                        opts.progress, desc="texts", scored=[len(cont) for _, (_, cont) in work], max_scored=max_scored,
                        stats=stats)
-    if stats is not None: route = backend.route("texts"); stats.update(path=route.path, fallback=route.fallback)
+    if stats is not None: stats.update(backend.route("texts").said())
     per = [[] for _ in split]
     for (i, _), lp in zip(work, done): per[i].append(lp)
     out = [(ids, torch.cat(lps) if lps else torch.zeros(0)) for (_, ids), lps in zip(split, per)]

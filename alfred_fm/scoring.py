@@ -322,7 +322,7 @@ def added_counts(parts: list[dict]) -> dict:
 def merged_stats(route: Route, parts: list[dict]) -> dict:
     "The statistics of a call run in chunks: counts added up, padding's share and the path read from the totals."
     out = added_counts(parts)
-    return {**out, "path": route.words(out["shared_prefixes"], out["cached_prompts"]), "fallback": route.fallback}
+    return {**out, **route.said(out["shared_prefixes"], out["cached_prompts"])}
 
 # %% ../nbs/10_scoring.ipynb #4a62dcb8
 def candidate_token_detail(backend, pq: PlannedQuery, lps: list) -> dict:
@@ -381,7 +381,7 @@ def score_batch(backend, # the model's backend
                 stats: dict | None = None) -> list[dict]: # filled with the route the rows took (`path`, `fallback`)
     "Alfred's batch scorer: `{'logit', 'candidate', 'hidden_state'}` per row, summed log-probabilities."
     route = backend.route("score_batch")
-    if stats is not None: stats.update(path=route.path, fallback=route.fallback)
+    if stats is not None: stats.update(route.said())
     batch = list(batch) if candidate is None else list(zip(batch, candidate))
     if batch and not isinstance(batch[0], tuple):   # prompts alone: the next token's distribution
         prompts = batch if tokenized else [backend.prompt_ids(p) for p in batch]
